@@ -1,0 +1,88 @@
+#ifndef HERALD_STORE_H
+#define HERALD_STORE_H
+/* Owns: durable history in SQLite (WAL) — events, topics, the store-wide id sequence, the store
+ * epoch and Idempotency-Key records — and the single writer thread that commits publishes in
+ * groups (many publishes per transaction).
+ *
+ * Threads: every function here is called on the loop thread. The writer thread never touches
+ * loop state; it hands finished batches back through a uv_async_t, and the loop then calls the
+ * commit listener (in id order) followed by each publish's callback. Reads run on the loop thread
+ * on a separate read-only connection and only see events whose commit has been handed back, so a
+ * reader never sees an event the hub has not yet fanned out. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/event.h"
+
+typedef struct store_options {
+    const char *data_directory;    /* created if missing; holds herald.db */
+    size_t history_size;           /* events kept per topic (default 1000) */
+    int64_t history_age_ms;        /* events older than this are trimmed (default 24h) */
+    int64_t idempotency_ttl_ms;    /* Idempotency-Key records kept (default 24h) */
+    int64_t maintenance_interval_ms; /* how often age trimming and key expiry run (default 60s) */
+} store_options;
+
+typedef struct store store;
+
+/* Metadata of one topic as of the last commit handed back to the loop. */
+typedef struct store_topic {
+    const char *name;
+    uint64_t head_id;         /* newest id ever stored in the topic */
+    uint64_t trimmed_through; /* newest id that has left history (0: none has) */
+} store_topic;
+
+typedef struct store_item {
+    const char *topic; /* validated by the caller */
+    size_t topic_length;
+    const char *type; /* validated, NUL-terminated */
+    bool data_is_json;
+    const char *data;
+    size_t data_length;
+} store_item;
+
+typedef struct store_publish_result {
+    bool ok;                   /* false: nothing stored, see error_message */
+    const char *error_message; /* for a 503 "unavailable" answer */
+    bool replayed;             /* the Idempotency-Key was seen: events is empty */
+    event *const *events;      /* the stored events, in id order (borrowed for the callback) */
+    size_t event_count;
+    buffer *receipt; /* the response body (borrowed): the original one when replayed */
+} store_publish_result;
+
+typedef void (*store_publish_callback)(void *context, const store_publish_result *result);
+/* Called on the loop for every committed batch, before the publish callbacks, in id order. */
+typedef void (*store_commit_listener)(void *context, event *const *events, size_t count);
+
+int store_open(uv_loop_t *loop, const store_options *options, store **out, char *error,
+               size_t error_size);
+/* Finishes every queued publish (their callbacks run before this returns), stops the writer
+ * thread and closes the database. */
+void store_close(store *s);
+
+void store_set_commit_listener(store *s, store_commit_listener listener, void *context);
+
+/* Queues items for the writer thread; they are copied, so the caller's memory may go away.
+ * The callback runs on the loop once the batch containing them has committed (or failed).
+ * batch selects the receipt shape (see event_append_receipt). With an idempotency key
+ * (NULL/0 for none) a repeat within the TTL stores nothing and reports replayed with the
+ * original receipt. Returns 0, or -1 when the store is closing (no callback then). */
+int store_publish(store *s, const store_item *items, size_t count, const char *idempotency_key,
+                  size_t idempotency_key_length, bool batch, store_publish_callback callback,
+                  void *context);
+
+/* Events of the given topics (exact names), oldest first, at most limit:
+ * newest=false: those with id > after_id; newest=true: the most recent ones (after_id ignored).
+ * Appends new references to out. Returns 0 or -1 on a database error. */
+int store_read(store *s, const char *const *topics, size_t topic_count, uint64_t after_id,
+               bool newest, size_t limit, event_list *out);
+
+const char *store_epoch(const store *s); /* 8 lowercase hex digits */
+uint64_t store_head_id(const store *s);  /* newest id handed back to the loop (0: none yet) */
+const store_topic *store_find_topic(const store *s, const char *name); /* NULL: never used */
+void store_each_topic(const store *s, void (*visit)(void *context, const store_topic *topic),
+                      void *context);
+size_t store_topic_count(const store *s);
+
+#endif
