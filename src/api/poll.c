@@ -1,0 +1,191 @@
+/* Polling (SPEC §4): short polls with ETag/304, and long polls that hold the request until an
+ * event newer than the cursor is committed. A cursor, not the connection, decides what a client
+ * gets, so an unclean disconnect loses nothing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/request.h"
+
+#define POLL_LIMIT_DEFAULT 100
+#define POLL_LIMIT_MAX 1000
+#define POLL_WAIT_MAX_SECONDS 60
+
+typedef struct poll_state {
+    connection *connection;
+    server *server;
+    topic_selection selection;
+    bool has_since;
+    uint64_t since;
+    size_t limit;
+    char if_none_match[48]; /* as sent, empty when absent */
+    bool has_if_none_match;
+    hub_subscription *subscriptions[SELECTION_MAX_PATTERNS];
+    size_t subscription_count;
+} poll_state;
+
+static void poll_state_free(poll_state *p) {
+    for (size_t i = 0; i < p->subscription_count; i++) hub_unsubscribe(p->server->hub, p->subscriptions[i]);
+    topic_selection_free(&p->selection);
+    free(p);
+}
+
+typedef enum poll_outcome { POLL_ANSWERED, POLL_NOTHING_NEW, POLL_FAILED } poll_outcome;
+
+/* Reads what the cursor has not seen. Answers (200/304) unless nothing is new and the caller
+ * may wait (may_wait); then returns POLL_NOTHING_NEW with nothing sent. */
+static poll_outcome poll_answer(poll_state *p, bool may_wait, bool timed_out) {
+    connection *c = p->connection;
+    store *st = p->server->store;
+    resolved_topics topics;
+    event_list events = {0};
+    if (!st || !topic_selection_resolve(&p->selection, st, &topics)) {
+        connection_respond_error(c, 503, "unavailable", "The store is not available.", NULL);
+        return POLL_FAILED;
+    }
+    bool truncated = p->has_since && p->since != 0 &&
+                     (p->since > store_head_id(st) || topics.trimmed_through > p->since);
+    /* Nothing newer than the cursor can exist: skip the read (the cheap "no change"). */
+    bool nothing_newer = p->has_since && p->since >= topics.head_id;
+    if (topics.count > 0 && !nothing_newer &&
+        store_read(st, topics.names, topics.count, p->since, !p->has_since, p->limit, &events) != 0) {
+        resolved_topics_free(&topics);
+        connection_respond_error(c, 503, "unavailable", "The store could not be read.", NULL);
+        return POLL_FAILED;
+    }
+    uint64_t next = events.count ? events.events[events.count - 1]->id : p->has_since ? p->since : topics.head_id;
+    resolved_topics_free(&topics);
+    if (events.count == 0 && may_wait && !truncated) {
+        if (!p->has_since) {
+            /* "Without since, wait only when the topics have none": from here, anything newer. */
+            p->has_since = true;
+            p->since = next;
+        }
+        return POLL_NOTHING_NEW;
+    }
+    char etag[32];
+    snprintf(etag, sizeof etag, "\"%llu\"", (unsigned long long)next);
+    char headers[96];
+    snprintf(headers, sizeof headers, "ETag: %s\r\nCache-Control: no-cache\r\n", etag);
+    if (events.count == 0 && p->has_if_none_match && (timed_out || strcmp(p->if_none_match, etag) == 0)) {
+        event_list_free(&events);
+        connection_respond(c, 304, NULL, NULL, 0, headers);
+        return POLL_ANSWERED;
+    }
+    text body;
+    text_init(&body);
+    text_append_cstring(&body, "{\"events\":[");
+    for (size_t i = 0; i < events.count; i++) {
+        if (i) text_append_char(&body, ',');
+        event_append_json(events.events[i], &body);
+    }
+    text_printf(&body, "],\"next\":\"%llu\",\"truncated\":%s}", (unsigned long long)next,
+                truncated ? "true" : "false");
+    event_list_free(&events);
+    if (text_failed(&body)) connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+    else connection_respond(c, 200, "application/json", body.data, body.length, headers);
+    text_free(&body);
+    return POLL_ANSWERED;
+}
+
+static void poll_finish(connection *c, bool timed_out) {
+    poll_state *p = c->handler_state;
+    /* The state goes before the answer: answering hands the connection back to the parser. */
+    c->handler_state = NULL;
+    p->connection = c;
+    poll_outcome outcome = poll_answer(p, false, timed_out);
+    (void)outcome;
+    poll_state_free(p);
+}
+
+static void poll_on_event(void *subscriber, event *e) {
+    connection *c = subscriber;
+    poll_state *p = c->handler_state;
+    if (!p || e->id <= p->since) return;
+    poll_finish(c, false);
+}
+
+static void poll_on_timer(connection *c) {
+    poll_finish(c, true);
+}
+
+static void poll_on_closed(connection *c) {
+    poll_state *p = c->handler_state;
+    c->handler_state = NULL;
+    if (p) poll_state_free(p);
+}
+
+static void poll_on_shutdown(connection *c) {
+    poll_finish(c, true); /* answered as if it had timed out */
+}
+
+static const connection_handler long_poll_handler = {
+    .closed = poll_on_closed,
+    .timer = poll_on_timer,
+    .shutdown = poll_on_shutdown,
+};
+
+static bool parse_bounded(const char *text, unsigned long minimum, unsigned long maximum, unsigned long *out) {
+    uint64_t value;
+    if (!parse_event_id(text, &value) || value < minimum || value > maximum) return false;
+    *out = (unsigned long)value;
+    return true;
+}
+
+void api_handle_poll(api_request *r) {
+    connection *c = r->connection;
+    poll_state *p = calloc(1, sizeof *p);
+    if (!p) {
+        connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+        return;
+    }
+    p->connection = c;
+    p->server = r->server;
+    p->limit = POLL_LIMIT_DEFAULT;
+    unsigned long wait_seconds = 0, limit = POLL_LIMIT_DEFAULT;
+    const char *since = url_query_get(&r->query, "since");
+    const char *limit_text = url_query_get(&r->query, "limit");
+    const char *wait_text = url_query_get(&r->query, "wait");
+    const char *if_none_match = http_request_header(r->http, "if-none-match");
+    if (since && !parse_event_id(since, &p->since)) {
+        free(p);
+        connection_respond_error(c, 400, "invalid_id", "since must be an event id (a decimal number).", NULL);
+        return;
+    }
+    if (limit_text && !parse_bounded(limit_text, 1, POLL_LIMIT_MAX, &limit)) {
+        free(p);
+        connection_respond_error(c, 400, "invalid_parameter", "limit must be a whole number from 1 to 1000.", NULL);
+        return;
+    }
+    if (wait_text && !parse_bounded(wait_text, 0, POLL_WAIT_MAX_SECONDS, &wait_seconds)) {
+        free(p);
+        connection_respond_error(c, 400, "invalid_parameter", "wait must be a whole number of seconds from 0 to 60.", NULL);
+        return;
+    }
+    if (!topic_selection_from_request(r, &p->selection)) {
+        free(p);
+        return;
+    }
+    p->has_since = since != NULL;
+    p->limit = limit;
+    if (if_none_match) {
+        p->has_if_none_match = true;
+        snprintf(p->if_none_match, sizeof p->if_none_match, "%s", if_none_match);
+    }
+    if (poll_answer(p, wait_seconds > 0 && !r->server->shutting_down, false) != POLL_NOTHING_NEW) {
+        poll_state_free(p);
+        return;
+    }
+    for (size_t i = 0; i < p->selection.count; i++) {
+        const char *pattern = p->selection.patterns[i];
+        hub_subscription *s = hub_subscribe(r->server->hub, pattern, strlen(pattern), poll_on_event, c);
+        if (!s) {
+            poll_state_free(p);
+            connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+            return;
+        }
+        p->subscriptions[p->subscription_count++] = s;
+    }
+    connection_begin_handler(c, CONNECTION_WAITING, &long_poll_handler, p);
+    connection_set_handler_timer(c, (int64_t)wait_seconds * 1000);
+}

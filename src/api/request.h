@@ -1,0 +1,54 @@
+#ifndef HERALD_API_REQUEST_H
+#define HERALD_API_REQUEST_H
+/* Owns: what the router learned about a request, handed to one handler for the duration of
+ * its synchronous part; handlers copy what they keep. Also the topic selection shared by
+ * polling and streams: the topics and patterns a request names, resolved against the store. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/http_parser.h"
+#include "http/url.h"
+#include "net/server.h"
+
+#define SELECTION_MAX_PATTERNS 32
+
+typedef struct api_request {
+    connection *connection;
+    server *server;
+    const http_request *http;
+    url_query query;
+    char *topic; /* decoded {topic} of /v1/topics/{topic}/{verb}, else NULL */
+} api_request;
+
+typedef struct topic_selection {
+    char *patterns[SELECTION_MAX_PATTERNS]; /* owned copies: names or patterns */
+    size_t count;
+} topic_selection;
+
+/* From the path's topic, or from every ?topic= of the query. On bad input it answers 400 and
+ * returns false. */
+bool topic_selection_from_request(api_request *r, topic_selection *out);
+void topic_selection_free(topic_selection *s);
+
+/* The names of known topics matching the selection (borrowed from the store's table). */
+typedef struct resolved_topics {
+    const char **names;
+    size_t count;
+    size_t capacity;
+    uint64_t head_id;         /* newest id among them (0: none) */
+    uint64_t trimmed_through; /* newest id that has left history among them */
+} resolved_topics;
+
+bool topic_selection_resolve(const topic_selection *s, const store *st, resolved_topics *out);
+void resolved_topics_free(resolved_topics *r);
+
+/* Parses a decimal event id ("0".."18446744073709551615"). */
+bool parse_event_id(const char *text, uint64_t *out);
+
+void api_handle_publish(api_request *r);
+void api_handle_publish_batch(api_request *r);
+void api_handle_poll(api_request *r);
+void api_handle_stream(api_request *r);
+
+#endif

@@ -1,0 +1,133 @@
+#include "api/router.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/request.h"
+#include "core/text.h"
+#include "hub/topic.h"
+
+static bool path_is(const char *path, size_t length, const char *expected) {
+    return strlen(expected) == length && memcmp(path, expected, length) == 0;
+}
+
+static bool method_is(const http_request *r, const char *method) {
+    return strcmp(r->method, method) == 0;
+}
+
+static void method_not_allowed(connection *c, const char *allow) {
+    char headers[128];
+    snprintf(headers, sizeof headers, "Allow: %s\r\n", allow);
+    char message[160];
+    snprintf(message, sizeof message, "This path allows only %s.", allow);
+    connection_respond_error(c, 405, "method_not_allowed", message, headers);
+}
+
+static void respond_health(connection *c, const char *status) {
+    char body[64];
+    int length = snprintf(body, sizeof body, "{\"status\":\"%s\"}", status);
+    connection_respond(c, 200, "application/json", body, (size_t)length, "Cache-Control: no-cache\r\n");
+}
+
+static void respond_metrics(api_request *r) {
+    server *s = r->server;
+    text t;
+    text_init(&t);
+    text_printf(&t,
+                "# HELP herald_connections Open client connections.\n"
+                "# TYPE herald_connections gauge\nherald_connections %zu\n"
+                "# HELP herald_requests_total HTTP requests received.\n"
+                "# TYPE herald_requests_total counter\nherald_requests_total %llu\n"
+                "# HELP herald_events_published_total Events stored and fanned out.\n"
+                "# TYPE herald_events_published_total counter\nherald_events_published_total %llu\n"
+                "# HELP herald_subscriptions Live subscriptions (streams and long polls).\n"
+                "# TYPE herald_subscriptions gauge\nherald_subscriptions %zu\n"
+                "# HELP herald_topics Topics known to the store.\n"
+                "# TYPE herald_topics gauge\nherald_topics %zu\n"
+                "# HELP herald_last_event_id Newest event id.\n"
+                "# TYPE herald_last_event_id gauge\nherald_last_event_id %llu\n",
+                s->connection_count, (unsigned long long)s->requests_total,
+                (unsigned long long)s->events_published, hub_subscription_count(s->hub),
+                s->store ? store_topic_count(s->store) : 0,
+                (unsigned long long)(s->store ? store_head_id(s->store) : 0));
+    connection_respond(r->connection, 200, "text/plain; version=0.0.4", t.data, t.length, NULL);
+    text_free(&t);
+}
+
+/* /v1/topics/{topic}/{verb}: the topic may contain '/' (raw or %2F); the last segment is the verb. */
+static void route_topic(api_request *r, const char *rest, size_t rest_length) {
+    connection *c = r->connection;
+    const char *slash = NULL;
+    for (size_t i = rest_length; i > 0; i--)
+        if (rest[i - 1] == '/') {
+            slash = rest + i - 1;
+            break;
+        }
+    if (!slash) {
+        connection_respond_error(c, 404, "not_found", "No such endpoint: topic paths end in /events or /stream.", NULL);
+        return;
+    }
+    const char *verb = slash + 1;
+    size_t verb_length = rest_length - (size_t)(verb - rest);
+    text topic;
+    text_init(&topic);
+    if (!url_decode(rest, (size_t)(slash - rest), false, &topic) || !text_cstring(&topic) ||
+        !topic_name_valid(topic.data, topic.length)) {
+        text_free(&topic);
+        connection_respond_error(c, 400, "invalid_topic",
+                                 "The topic must be 1-200 bytes of letters, digits, '_.:@-' and '/' "
+                                 "with no empty segment.",
+                                 NULL);
+        return;
+    }
+    r->topic = topic.data; /* freed by the router */
+    const http_request *h = r->http;
+    if (path_is(verb, verb_length, "events")) {
+        if (method_is(h, "POST")) api_handle_publish(r);
+        else if (method_is(h, "GET")) api_handle_poll(r);
+        else method_not_allowed(c, "GET, POST");
+    } else if (path_is(verb, verb_length, "stream")) {
+        if (method_is(h, "GET")) api_handle_stream(r);
+        else method_not_allowed(c, "GET");
+    } else {
+        connection_respond_error(c, 404, "not_found", "No such endpoint: topic paths end in /events or /stream.", NULL);
+    }
+}
+
+void api_handle_request(connection *c, const http_request *h) {
+    api_request r = {.connection = c, .server = c->server, .http = h};
+    const char *target = h->target;
+    const char *question = strchr(target, '?');
+    size_t path_length = question ? (size_t)(question - target) : strlen(target);
+    if (question && !url_query_parse(question + 1, strlen(question + 1), &r.query)) {
+        connection_respond_error(c, 400, "invalid_parameter", "The query string is malformed.", NULL);
+        return;
+    }
+    static const char topics_prefix[] = "/v1/topics/";
+    if (path_is(target, path_length, "/healthz")) {
+        if (method_is(h, "GET")) respond_health(c, "ok");
+        else method_not_allowed(c, "GET");
+    } else if (path_is(target, path_length, "/readyz")) {
+        if (!method_is(h, "GET")) method_not_allowed(c, "GET");
+        else if (c->server->store && !c->server->shutting_down) respond_health(c, "ready");
+        else connection_respond_error(c, 503, "unavailable", "The store is not available.", NULL);
+    } else if (path_is(target, path_length, "/metrics")) {
+        if (method_is(h, "GET")) respond_metrics(&r);
+        else method_not_allowed(c, "GET");
+    } else if (path_is(target, path_length, "/v1/events")) {
+        if (method_is(h, "POST")) api_handle_publish_batch(&r);
+        else if (method_is(h, "GET")) api_handle_poll(&r);
+        else method_not_allowed(c, "GET, POST");
+    } else if (path_is(target, path_length, "/v1/stream")) {
+        if (method_is(h, "GET")) api_handle_stream(&r);
+        else method_not_allowed(c, "GET");
+    } else if (path_length > sizeof topics_prefix - 1 &&
+               memcmp(target, topics_prefix, sizeof topics_prefix - 1) == 0) {
+        route_topic(&r, target + sizeof topics_prefix - 1, path_length - (sizeof topics_prefix - 1));
+    } else {
+        connection_respond_error(c, 404, "not_found", "No such endpoint.", NULL);
+    }
+    free(r.topic);
+    url_query_free(&r.query);
+}

@@ -1,0 +1,118 @@
+/* herald: command dispatch (serve, publish, subscribe, version) and the serve wiring:
+ * store -> commit listener -> hub -> transports. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "hub/hub.h"
+#include "net/server.h"
+#include "store/store.h"
+
+static void print_usage(FILE *out) {
+    fprintf(out, "usage: herald <command> [options]\n\n"
+                 "herald takes an event once and delivers it by polling, Server-Sent Events,\n"
+                 "WebSockets and webhooks.\n\n"
+                 "commands:\n"
+                 "  serve       run the server (herald serve --help)\n"
+                 "  publish     publish an event (herald publish --help)\n"
+                 "  subscribe   print a topic's events as they arrive (herald subscribe --help)\n"
+                 "  version     print the version\n");
+}
+
+static void on_commit(void *context, event *const *events, size_t count) {
+    hub *h = context;
+    for (size_t i = 0; i < count; i++) hub_publish(h, events[i]);
+}
+
+static bool host_is_loopback(const char *host) {
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
+static void close_walk(uv_handle_t *handle, void *arg) {
+    if (!uv_is_closing(handle)) uv_close(handle, NULL);
+}
+
+static int serve_main(int argc, char **argv) {
+    server_config config;
+    server_config_defaults(&config);
+    char error[512];
+    int parsed = server_config_parse(&config, argc, argv, error, sizeof error);
+    if (parsed == 1) return 0;
+    if (parsed != 0) {
+        fprintf(stderr, "herald: %s\n", error);
+        return 2;
+    }
+    if (strcmp(config.listen_host, "localhost") == 0) snprintf(config.listen_host, sizeof config.listen_host, "127.0.0.1");
+    if (!host_is_loopback(config.listen_host)) {
+        if (!config.insecure) {
+            fprintf(stderr,
+                    "herald: refusing to listen on %s without API keys: anyone who can reach it could "
+                    "publish and subscribe. Listen on 127.0.0.1, or pass --insecure to accept that.\n",
+                    config.listen_host);
+            return 2;
+        }
+        fprintf(stderr, "herald: warning: listening on %s with no API keys (--insecure).\n", config.listen_host);
+    } else {
+        fprintf(stderr, "herald: warning: no API keys are configured; listening on loopback only, open to local clients.\n");
+    }
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_t *loop = uv_default_loop();
+    store_options options = {
+        .data_directory = config.data_directory,
+        .history_size = config.history_size,
+        .history_age_ms = config.history_age_ms,
+    };
+    store *st = NULL;
+    if (store_open(loop, &options, &st, error, sizeof error) != 0) {
+        fprintf(stderr, "herald: cannot open the store in %s: %s\n", config.data_directory, error);
+        return 1;
+    }
+    hub *h = hub_create();
+    if (!h) {
+        fprintf(stderr, "herald: out of memory\n");
+        store_close(st);
+        uv_run(loop, UV_RUN_DEFAULT);
+        return 1;
+    }
+    store_set_commit_listener(st, on_commit, h);
+    static server s;
+    if (server_start(&s, loop, &config, st, h, error, sizeof error) != 0) {
+        fprintf(stderr, "herald: %s\n", error);
+        store_close(st);
+        uv_walk(loop, close_walk, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+        hub_destroy(h);
+        return 1;
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    hub_destroy(h);
+    uv_loop_close(loop);
+    fprintf(stderr, "herald: stopped\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "serve") == 0) return serve_main(argc - 1, argv + 1);
+    if (strcmp(command, "publish") == 0) return cli_publish_main(argc - 1, argv + 1);
+    if (strcmp(command, "subscribe") == 0) return cli_subscribe_main(argc - 1, argv + 1);
+    if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+        printf("herald %s\n", HERALD_VERSION);
+        return 0;
+    }
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) {
+        print_usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "herald: unknown command '%s'\n\n", command);
+    print_usage(stderr);
+    return 2;
+}
