@@ -20,12 +20,12 @@ typedef struct poll_state {
     size_t limit;
     char if_none_match[48]; /* as sent, empty when absent */
     bool has_if_none_match;
-    hub_subscription *subscriptions[SELECTION_MAX_PATTERNS];
+    hub_subscription **subscriptions; /* one per selection pattern */
     size_t subscription_count;
 } poll_state;
 
 static void poll_state_free(poll_state *p) {
-    for (size_t i = 0; i < p->subscription_count; i++) hub_unsubscribe(p->server->hub, p->subscriptions[i]);
+    unsubscribe_selection(p->server->hub, p->subscriptions, p->subscription_count);
     topic_selection_free(&p->selection);
     free(p);
 }
@@ -176,16 +176,13 @@ void api_handle_poll(api_request *r) {
         poll_state_free(p);
         return;
     }
-    for (size_t i = 0; i < p->selection.count; i++) {
-        const char *pattern = p->selection.patterns[i];
-        hub_subscription *s = hub_subscribe(r->server->hub, pattern, strlen(pattern), poll_on_event, c);
-        if (!s) {
-            poll_state_free(p);
-            connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
-            return;
-        }
-        p->subscriptions[p->subscription_count++] = s;
+    p->subscriptions = subscribe_selection(r->server->hub, &p->selection, poll_on_event, c);
+    if (!p->subscriptions) {
+        poll_state_free(p);
+        connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+        return;
     }
+    p->subscription_count = p->selection.count;
     connection_begin_handler(c, CONNECTION_WAITING, &long_poll_handler, p);
     connection_set_handler_timer(c, (int64_t)wait_seconds * 1000);
 }

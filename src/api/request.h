@@ -22,7 +22,7 @@ typedef struct api_request {
 } api_request;
 
 typedef struct topic_selection {
-    char *patterns[SELECTION_MAX_PATTERNS]; /* owned copies: names or patterns */
+    char **patterns; /* owned copies: names or patterns (sized to fit: streams are long-lived) */
     size_t count;
 } topic_selection;
 
@@ -42,6 +42,12 @@ typedef struct resolved_topics {
 
 bool topic_selection_resolve(const topic_selection *s, const store *st, resolved_topics *out);
 void resolved_topics_free(resolved_topics *r);
+
+/* One live subscription per pattern of the selection; NULL when out of memory (then none is
+ * left subscribed). Unsubscribe with unsubscribe_selection. */
+hub_subscription **subscribe_selection(hub *h, const topic_selection *s, hub_deliver_callback deliver,
+                                       void *subscriber);
+void unsubscribe_selection(hub *h, hub_subscription **subscriptions, size_t count);
 
 /* Parses a decimal event id ("0".."18446744073709551615"). */
 bool parse_event_id(const char *text, uint64_t *out);

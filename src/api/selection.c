@@ -22,7 +22,12 @@ static bool selection_add(topic_selection *s, const char *pattern, size_t length
     for (size_t i = 0; i < s->count; i++)
         if (strlen(s->patterns[i]) == length && memcmp(s->patterns[i], pattern, length) == 0) return true;
     char *copy = strndup(pattern, length);
-    if (!copy) return false;
+    char **patterns = copy ? realloc(s->patterns, (s->count + 1) * sizeof *patterns) : NULL;
+    if (!patterns) {
+        free(copy);
+        return false;
+    }
+    s->patterns = patterns;
     s->patterns[s->count++] = copy;
     return true;
 }
@@ -67,6 +72,8 @@ bool topic_selection_from_request(api_request *r, topic_selection *out) {
 
 void topic_selection_free(topic_selection *s) {
     for (size_t i = 0; i < s->count; i++) free(s->patterns[i]);
+    free(s->patterns);
+    s->patterns = NULL;
     s->count = 0;
 }
 
@@ -127,4 +134,23 @@ bool topic_selection_resolve(const topic_selection *s, const store *st, resolved
 void resolved_topics_free(resolved_topics *r) {
     free(r->names);
     memset(r, 0, sizeof *r);
+}
+
+hub_subscription **subscribe_selection(hub *h, const topic_selection *s, hub_deliver_callback deliver,
+                                       void *subscriber) {
+    hub_subscription **subscriptions = calloc(s->count, sizeof *subscriptions);
+    if (!subscriptions) return NULL;
+    for (size_t i = 0; i < s->count; i++) {
+        subscriptions[i] = hub_subscribe(h, s->patterns[i], strlen(s->patterns[i]), deliver, subscriber);
+        if (!subscriptions[i]) {
+            unsubscribe_selection(h, subscriptions, i);
+            return NULL;
+        }
+    }
+    return subscriptions;
+}
+
+void unsubscribe_selection(hub *h, hub_subscription **subscriptions, size_t count) {
+    for (size_t i = 0; i < count; i++) hub_unsubscribe(h, subscriptions[i]);
+    free(subscriptions);
 }

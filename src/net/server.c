@@ -299,6 +299,9 @@ void connection_begin_handler(connection *c, connection_mode mode, const connect
     c->mode = mode;
     c->handler = handler;
     c->handler_state = state;
+    /* Handlers keep copies of what they need, so the request's storage goes now: a long-lived
+     * stream must not keep its request head in memory. */
+    http_parser_reset(&c->parser);
 }
 
 static void resume_reading(connection *c) {

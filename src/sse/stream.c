@@ -18,12 +18,12 @@ typedef struct stream_state {
     topic_selection selection;
     uint64_t last_sent_id;
     bool replaying;
-    hub_subscription *subscriptions[SELECTION_MAX_PATTERNS];
+    hub_subscription **subscriptions; /* one per selection pattern */
     size_t subscription_count;
 } stream_state;
 
 static void stream_state_free(stream_state *s) {
-    for (size_t i = 0; i < s->subscription_count; i++) hub_unsubscribe(s->server->hub, s->subscriptions[i]);
+    unsubscribe_selection(s->server->hub, s->subscriptions, s->subscription_count);
     topic_selection_free(&s->selection);
     free(s);
 }
@@ -96,10 +96,14 @@ static const connection_handler stream_handler = {
     .shutdown = stream_on_shutdown,
 };
 
-static void write_reset(connection *c, const char *data) {
+/* The reset carries the cursor the stream continues from as its id, so a browser that
+ * reconnects resumes from there instead of sending the stale id again. */
+static void write_reset(connection *c, uint64_t cursor, const char *data) {
     text t;
     text_init(&t);
-    text_append_cstring(&t, "event: herald.reset\ndata: ");
+    text_append_cstring(&t, "id: ");
+    text_append_u64(&t, cursor);
+    text_append_cstring(&t, "\nevent: herald.reset\ndata: ");
     text_append_cstring(&t, data);
     text_append_cstring(&t, "\n\n");
     if (!text_failed(&t)) connection_write_bytes(c, t.data, t.length);
@@ -121,7 +125,8 @@ void api_handle_stream(api_request *r) {
     server *srv = r->server;
     const char *resume_text = resume_id_text(r);
     uint64_t resume_id = 0;
-    if (resume_text && !parse_event_id(resume_text, &resume_id)) {
+    bool has_resume_id = resume_text != NULL; /* the text lives in the request, gone after begin */
+    if (has_resume_id && !parse_event_id(resume_text, &resume_id)) {
         connection_respond_error(c, 400, "invalid_id", "The resume id must be an event id (a decimal number).", NULL);
         return;
     }
@@ -140,16 +145,13 @@ void api_handle_stream(api_request *r) {
         return;
     }
     /* Live first, so nothing committed from here on can be missed. */
-    for (size_t i = 0; i < s->selection.count; i++) {
-        const char *pattern = s->selection.patterns[i];
-        hub_subscription *sub = hub_subscribe(srv->hub, pattern, strlen(pattern), stream_on_event, c);
-        if (!sub) {
-            stream_state_free(s);
-            connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
-            return;
-        }
-        s->subscriptions[s->subscription_count++] = sub;
+    s->subscriptions = subscribe_selection(srv->hub, &s->selection, stream_on_event, c);
+    if (!s->subscriptions) {
+        stream_state_free(s);
+        connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+        return;
     }
+    s->subscription_count = s->selection.count;
     text head;
     text_init(&head);
     http_response_head(&head, 200, "text/event-stream", HTTP_NO_CONTENT_LENGTH, false, srv->epoch,
@@ -158,7 +160,7 @@ void api_handle_stream(api_request *r) {
     connection_write_bytes(c, head.data, head.length);
     text_free(&head);
     connection_begin_handler(c, CONNECTION_STREAMING, &stream_handler, s);
-    if (!resume_text) {
+    if (!has_resume_id) {
         s->last_sent_id = store_head_id(srv->store); /* live only */
         return;
     }
@@ -166,7 +168,7 @@ void api_handle_stream(api_request *r) {
     if (resume_id > head_id) {
         char data[96];
         snprintf(data, sizeof data, "{\"reason\":\"unknown_id\",\"head\":\"%llu\"}", (unsigned long long)head_id);
-        write_reset(c, data);
+        write_reset(c, head_id, data);
         s->last_sent_id = head_id;
         return;
     }
@@ -185,7 +187,7 @@ void api_handle_stream(api_request *r) {
         char data[96];
         snprintf(data, sizeof data, "{\"reason\":\"history_truncated\",\"oldest\":\"%llu\"}",
                  (unsigned long long)oldest);
-        write_reset(c, data);
+        write_reset(c, resume_id, data);
     }
     resolved_topics_free(&topics);
     s->replaying = true;
