@@ -43,8 +43,6 @@ static poll_outcome poll_answer(poll_state *p, bool may_wait, bool timed_out) {
         connection_respond_error(c, 503, "unavailable", "The store is not available.", NULL);
         return POLL_FAILED;
     }
-    bool truncated = p->has_since && p->since != 0 &&
-                     (p->since > store_head_id(st) || topics.trimmed_through > p->since);
     /* Nothing newer than the cursor can exist: skip the read (the cheap "no change"). */
     bool nothing_newer = p->has_since && p->since >= topics.head_id;
     if (topics.count > 0 && !nothing_newer &&
@@ -53,6 +51,9 @@ static poll_outcome poll_answer(poll_state *p, bool may_wait, bool timed_out) {
         connection_respond_error(c, 503, "unavailable", "The store could not be read.", NULL);
         return POLL_FAILED;
     }
+    /* Checked after the read, which brings trimmed_through up to the snapshot it saw. */
+    bool truncated = p->has_since && p->since != 0 &&
+                     (p->since > store_head_id(st) || resolved_trimmed_through(&topics, st) > p->since);
     uint64_t next = events.count ? events.events[events.count - 1]->id : p->has_since ? p->since : topics.head_id;
     resolved_topics_free(&topics);
     if (events.count == 0 && may_wait && !truncated) {

@@ -42,6 +42,9 @@ typedef struct resolved_topics {
 
 bool topic_selection_resolve(const topic_selection *s, const store *st, resolved_topics *out);
 void resolved_topics_free(resolved_topics *r);
+/* The newest trimmed id among the resolved topics as the store knows it now. Call it after a
+ * store_read: the read brings trimmed_through up to date with the snapshot it saw. */
+uint64_t resolved_trimmed_through(const resolved_topics *r, const store *st);
 
 /* One live subscription per pattern of the selection; NULL when out of memory (then none is
  * left subscribed). Unsubscribe with unsubscribe_selection. */

@@ -154,3 +154,12 @@ void unsubscribe_selection(hub *h, hub_subscription **subscriptions, size_t coun
     for (size_t i = 0; i < count; i++) hub_unsubscribe(h, subscriptions[i]);
     free(subscriptions);
 }
+
+uint64_t resolved_trimmed_through(const resolved_topics *r, const store *st) {
+    uint64_t trimmed = 0;
+    for (size_t i = 0; i < r->count; i++) {
+        const store_topic *t = store_find_topic(st, r->names[i]);
+        if (t && t->trimmed_through > trimmed) trimmed = t->trimmed_through;
+    }
+    return trimmed;
+}

@@ -39,8 +39,11 @@ static void stream_send(connection *c, stream_state *s, event *e) {
     connection_write(c, frame);
 }
 
+static void write_reset(connection *c, uint64_t cursor, const char *data);
+
 /* Sends pages of history until caught up, or until the write queue is half full (then the
- * drained hook continues). */
+ * drained hook continues). After every read, a trimmed id beyond what was sent means events
+ * left history before this stream could send them: the client is told with herald.reset. */
 static void stream_replay(connection *c) {
     stream_state *s = c->handler_state;
     size_t pause_at = c->server->config.send_buffer_bytes / 2;
@@ -48,18 +51,29 @@ static void stream_replay(connection *c) {
         if (c->queued_bytes >= pause_at) return;
         resolved_topics topics;
         event_list page = {0};
-        if (!c->server->store || !topic_selection_resolve(&s->selection, c->server->store, &topics)) {
+        store *st = c->server->store;
+        if (!st || !topic_selection_resolve(&s->selection, st, &topics)) {
             connection_close(c);
             return;
         }
-        int rc = topics.count ? store_read(c->server->store, topics.names, topics.count, s->last_sent_id, false,
-                                           REPLAY_PAGE, &page)
+        int rc = topics.count ? store_read(st, topics.names, topics.count, s->last_sent_id, false, REPLAY_PAGE, &page)
                               : 0;
+        uint64_t trimmed = resolved_trimmed_through(&topics, st);
         resolved_topics_free(&topics);
         if (rc != 0) {
             event_list_free(&page);
             connection_close(c);
             return;
+        }
+        if (trimmed > s->last_sent_id && s->last_sent_id == 0) {
+            s->last_sent_id = trimmed; /* "since 0" asks for the oldest retained: no gap to report */
+        } else if (trimmed > s->last_sent_id) {
+            uint64_t oldest = page.count ? page.events[0]->id : trimmed + 1;
+            char data[96];
+            snprintf(data, sizeof data, "{\"reason\":\"history_truncated\",\"oldest\":\"%llu\"}",
+                     (unsigned long long)oldest);
+            write_reset(c, s->last_sent_id, data);
+            s->last_sent_id = trimmed;
         }
         for (size_t i = 0; i < page.count && !connection_is_closing(c); i++) stream_send(c, s, page.events[i]);
         bool caught_up = page.count < REPLAY_PAGE;
@@ -173,23 +187,6 @@ void api_handle_stream(api_request *r) {
         return;
     }
     s->last_sent_id = resume_id;
-    resolved_topics topics;
-    if (!topic_selection_resolve(&s->selection, srv->store, &topics)) {
-        connection_close(c);
-        return;
-    }
-    if (topics.trimmed_through > resume_id) {
-        event_list first = {0};
-        uint64_t oldest = topics.trimmed_through + 1;
-        if (store_read(srv->store, topics.names, topics.count, resume_id, false, 1, &first) == 0 && first.count)
-            oldest = first.events[0]->id;
-        event_list_free(&first);
-        char data[96];
-        snprintf(data, sizeof data, "{\"reason\":\"history_truncated\",\"oldest\":\"%llu\"}",
-                 (unsigned long long)oldest);
-        write_reset(c, resume_id, data);
-    }
-    resolved_topics_free(&topics);
     s->replaying = true;
     stream_replay(c);
 }

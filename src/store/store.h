@@ -8,7 +8,12 @@
  * loop state; it hands finished batches back through a uv_async_t, and the loop then calls the
  * commit listener (in id order) followed by each publish's callback. Reads run on the loop thread
  * on a separate read-only connection and only see events whose commit has been handed back, so a
- * reader never sees an event the hub has not yet fanned out. */
+ * reader never sees an event the hub has not yet fanned out.
+ *
+ * Loop lifetime: while publishes (or a maintenance run) are in flight the store keeps the loop
+ * alive, so uv_run(UV_RUN_DEFAULT) returns only after their callbacks ran; otherwise its handles
+ * do not hold the loop open. One store per data directory: a second store_open on a directory in
+ * use (by this or another process) fails. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,10 +22,10 @@
 #include "core/event.h"
 
 typedef struct store_options {
-    const char *data_directory;    /* created if missing; holds herald.db */
-    size_t history_size;           /* events kept per topic (default 1000) */
-    int64_t history_age_ms;        /* events older than this are trimmed (default 24h) */
-    int64_t idempotency_ttl_ms;    /* Idempotency-Key records kept (default 24h) */
+    const char *data_directory;      /* created if missing; holds herald.db */
+    size_t history_size;             /* events kept per topic (default 1000) */
+    int64_t history_age_ms;          /* events older than this are trimmed (default 24h) */
+    int64_t idempotency_ttl_ms;      /* Idempotency-Key records kept (default 24h) */
     int64_t maintenance_interval_ms; /* how often age trimming and key expiry run (default 60s) */
 } store_options;
 
@@ -58,23 +63,30 @@ typedef void (*store_commit_listener)(void *context, event *const *events, size_
 int store_open(uv_loop_t *loop, const store_options *options, store **out, char *error,
                size_t error_size);
 /* Finishes every queued publish (their callbacks run before this returns), stops the writer
- * thread and closes the database. */
+ * thread and closes the database. The store's memory is freed when its uv handles have closed:
+ * run the loop afterwards (as for any uv_close). */
 void store_close(store *s);
 
 void store_set_commit_listener(store *s, store_commit_listener listener, void *context);
 
 /* Queues items for the writer thread; they are copied, so the caller's memory may go away.
  * The callback runs on the loop once the batch containing them has committed (or failed).
+ * Callbacks run in publish order; the ids of one call are consecutive and in item order.
  * batch selects the receipt shape (see event_append_receipt). With an idempotency key
  * (NULL/0 for none) a repeat within the TTL stores nothing and reports replayed with the
- * original receipt. Returns 0, or -1 when the store is closing (no callback then). */
+ * original receipt. Returns 0, or -1 when the store is closing, count is 0 or memory ran out (no
+ * callback then). */
 int store_publish(store *s, const store_item *items, size_t count, const char *idempotency_key,
                   size_t idempotency_key_length, bool batch, store_publish_callback callback,
                   void *context);
 
 /* Events of the given topics (exact names), oldest first, at most limit:
  * newest=false: those with id > after_id; newest=true: the most recent ones (after_id ignored).
- * Appends new references to out. Returns 0 or -1 on a database error. */
+ * Only ids <= store_head_id() are returned. Appends new references to out. Returns 0, or -1 on a
+ * database error (out is then as it was).
+ * The read also brings the topics' trimmed_through up to date with the snapshot it read, so to
+ * detect a gap check store_find_topic(..)->trimmed_through AFTER store_read: then an event
+ * missing from the result because it left history is always reported by trimmed_through. */
 int store_read(store *s, const char *const *topics, size_t topic_count, uint64_t after_id,
                bool newest, size_t limit, event_list *out);
 
