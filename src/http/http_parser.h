@@ -48,7 +48,7 @@ typedef struct http_parser_state http_parser_state; /* private, heap, only while
 typedef struct http_parser {
     http_limits limits;
     http_parser_state *state; /* NULL when idle */
-    int error_status;         /* 400, 413, 431, 505 once HTTP_PARSE_ERROR was returned */
+    int error_status;         /* 400, 413, 431, 505 (503 when out of memory) once HTTP_PARSE_ERROR was returned */
     const char *error_code;   /* "bad_request", "payload_too_large", "headers_too_large" */
     const char *error_message;
 } http_parser;
