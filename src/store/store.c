@@ -46,8 +46,8 @@ static const char *const read_sql[STORE_READ_STATEMENTS] = {
     [STORE_READ_MANY_NEWEST] = EVENT_COLUMNS
     "WHERE topic IN (SELECT value FROM json_each(?1)) AND id <= ?3 ORDER BY id DESC LIMIT ?4",
     [STORE_READ_TRIMMED_ONE] = "SELECT name, trimmed_through FROM topics WHERE name = ?1",
-    [STORE_READ_TRIMMED_MANY] = "SELECT name, trimmed_through FROM topics "
-                                "WHERE name IN (SELECT value FROM json_each(?1))",
+    [STORE_READ_TRIMMED_MANY] = ("SELECT name, trimmed_through FROM topics "
+                                 "WHERE name IN (SELECT value FROM json_each(?1))"),
     [STORE_READ_BEGIN] = "BEGIN",
     [STORE_READ_COMMIT] = "COMMIT",
 };
