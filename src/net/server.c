@@ -395,9 +395,13 @@ static void connection_process_input(connection *c, const char *data, size_t len
             http_parser_reset(&c->parser);
             c->continue_sent = false;
         } else {
-            /* The answer comes later; the parser's request stays alive for the handler. Bytes
-             * after it wait. */
-            hold_input(c, data, length);
+            /* The answer comes later; bytes after the request wait for it — or, once the
+             * connection has left HTTP (WebSocket), belong to the new protocol. */
+            if (c->handler && c->handler->data) {
+                if (length) c->handler->data(c, data, length);
+            } else {
+                hold_input(c, data, length);
+            }
             length = 0;
             break;
         }
@@ -422,6 +426,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (nread == 0 || c->closing) return;
+    if (c->handler && c->handler->data) {
+        connection_hold(c);
+        c->handler->data(c, buf->base, (size_t)nread);
+        connection_release(c);
+        return;
+    }
     if (c->mode != CONNECTION_READING_REQUEST) {
         hold_input(c, buf->base, (size_t)nread);
         return;

@@ -44,6 +44,9 @@ typedef struct connection_handler {
     void (*timer)(connection *c);       /* the TIMER_HANDLER deadline passed */
     void (*drained)(connection *c);     /* the write queue emptied (flow-controlled replay) */
     void (*shutdown)(connection *c);    /* the server is stopping: finish or close */
+    /* Bytes from the client once the connection left HTTP (a WebSocket); without this hook such
+     * bytes are held for the next request (waiting) or dropped (streaming). */
+    void (*data)(connection *c, const char *data, size_t length);
 } connection_handler;
 
 struct connection {
