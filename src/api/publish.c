@@ -218,6 +218,11 @@ void api_handle_publish_batch(api_request *r) {
     text_init(&body);
     json_error error = {0};
     if (!json_minify(r->http->body, r->http->body_length, &body, &error)) {
+        if (text_failed(&body)) {
+            connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+            text_free(&body);
+            return;
+        }
         char message[200];
         snprintf(message, sizeof message, "The body is not valid JSON: %s", error.message);
         connection_respond_error_at(c, 400, "invalid_json", message, error.position);

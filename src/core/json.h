@@ -18,7 +18,9 @@ typedef struct json_error {
 
 /* Validates one JSON value (surrounding whitespace allowed). true when valid. */
 bool json_validate(const char *data, size_t length, json_error *error);
-/* Validates and appends the value without insignificant whitespace to out. */
+/* Validates and appends the value without insignificant whitespace to out. On failure out may
+ * hold partial content (discard it); false also on allocation failure, told apart by
+ * text_failed(out). */
 bool json_minify(const char *data, size_t length, text *out, json_error *error);
 
 /* Raw spans of an already validated value. */
