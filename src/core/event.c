@@ -41,7 +41,7 @@ event *event_retain(event *e) {
 void event_release(event *e) {
     if (!e || atomic_fetch_sub_explicit(&e->references, 1, memory_order_acq_rel) != 1) return;
     buffer_release(e->json);
-    buffer_release(e->sse_frame);
+    for (int i = 0; i < EVENT_ENCODING_COUNT; i++) buffer_release(e->encodings[i]);
     free(e->topic);
     free(e->data);
     free(e);

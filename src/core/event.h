@@ -14,6 +14,15 @@
 
 #define EVENT_TYPE_MAX 64
 
+typedef enum event_encoding_kind {
+    EVENT_ENCODING_SSE,               /* sse_event_frame */
+    EVENT_ENCODING_WS_JSON,           /* {"op":"event",...} text frame */
+    EVENT_ENCODING_WS_JSON_DEFLATED,  /* the same, permessage-deflate compressed */
+    EVENT_ENCODING_WS_RAW,            /* the data alone as a text frame (raw mode) */
+    EVENT_ENCODING_WS_RAW_DEFLATED,
+    EVENT_ENCODING_COUNT,
+} event_encoding_kind;
+
 typedef struct event {
     atomic_int references;
     uint64_t id;
@@ -24,8 +33,10 @@ typedef struct event {
     bool data_is_json; /* data is minified JSON text; otherwise UTF-8 text carried as a string */
     char *data;        /* NUL-terminated */
     size_t data_length;
-    buffer *json;      /* {"id","topic","type","time","data"}, built by event_json */
-    buffer *sse_frame; /* "id: ..\nevent: ..\ndata: ..\n\n", built by event_sse_frame */
+    buffer *json; /* {"id","topic","type","time","data"}, built by event_json */
+    /* Each transport's wire encoding, built on first use by that transport and shared by every
+     * subscriber (see event_encoding_kind). */
+    buffer *encodings[EVENT_ENCODING_COUNT];
 } event;
 
 event *event_create(const char *topic, size_t topic_length, const char *type, bool data_is_json,

@@ -24,11 +24,11 @@ void sse_encode_event(text *out, uint64_t id, const char *type, const char *data
 }
 
 buffer *sse_event_frame(event *e) {
-    if (e->sse_frame) return e->sse_frame;
+    if (e->encodings[EVENT_ENCODING_SSE]) return e->encodings[EVENT_ENCODING_SSE];
     text t;
     text_init(&t);
     sse_encode_event(&t, e->id, e->type, e->data, e->data_length);
-    e->sse_frame = text_to_buffer(&t);
+    e->encodings[EVENT_ENCODING_SSE] = text_to_buffer(&t);
     text_free(&t);
-    return e->sse_frame;
+    return e->encodings[EVENT_ENCODING_SSE];
 }
