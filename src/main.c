@@ -11,6 +11,7 @@
 #include "hub/hub.h"
 #include "net/server.h"
 #include "store/store.h"
+#include "ws/ws_session.h"
 
 static void print_usage(FILE *out) {
     fprintf(out, "usage: herald <command> [options]\n\n"
@@ -90,6 +91,7 @@ static int serve_main(int argc, char **argv) {
     }
     uv_run(loop, UV_RUN_DEFAULT);
     hub_destroy(h);
+    ws_session_cleanup();
     uv_loop_close(loop);
     fprintf(stderr, "herald: stopped\n");
     return 0;

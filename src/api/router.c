@@ -7,6 +7,7 @@
 #include "api/request.h"
 #include "core/text.h"
 #include "hub/topic.h"
+#include "ws/ws_session.h"
 
 static bool path_is(const char *path, size_t length, const char *expected) {
     return strlen(expected) == length && memcmp(path, expected, length) == 0;
@@ -65,7 +66,7 @@ static void route_topic(api_request *r, const char *rest, size_t rest_length) {
             break;
         }
     if (!slash) {
-        connection_respond_error(c, 404, "not_found", "No such endpoint: topic paths end in /events or /stream.", NULL);
+        connection_respond_error(c, 404, "not_found", "No such endpoint: topic paths end in /events, /stream or /ws.", NULL);
         return;
     }
     const char *verb = slash + 1;
@@ -90,8 +91,11 @@ static void route_topic(api_request *r, const char *rest, size_t rest_length) {
     } else if (path_is(verb, verb_length, "stream")) {
         if (method_is(h, "GET")) api_handle_stream(r);
         else method_not_allowed(c, "GET");
+    } else if (path_is(verb, verb_length, "ws")) {
+        if (method_is(h, "GET")) ws_session_upgrade(r, true);
+        else method_not_allowed(c, "GET");
     } else {
-        connection_respond_error(c, 404, "not_found", "No such endpoint: topic paths end in /events or /stream.", NULL);
+        connection_respond_error(c, 404, "not_found", "No such endpoint: topic paths end in /events, /stream or /ws.", NULL);
     }
 }
 
@@ -119,6 +123,9 @@ void api_handle_request(connection *c, const http_request *h) {
         if (method_is(h, "POST")) api_handle_publish_batch(&r);
         else if (method_is(h, "GET")) api_handle_poll(&r);
         else method_not_allowed(c, "GET, POST");
+    } else if (path_is(target, path_length, "/v1/ws")) {
+        if (method_is(h, "GET")) ws_session_upgrade(&r, false);
+        else method_not_allowed(c, "GET");
     } else if (path_is(target, path_length, "/v1/stream")) {
         if (method_is(h, "GET")) api_handle_stream(&r);
         else method_not_allowed(c, "GET");

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum option_kind { OPTION_STRING, OPTION_LISTEN, OPTION_COUNT, OPTION_DURATION, OPTION_SIZE, OPTION_FLAG } option_kind;
+typedef enum option_kind { OPTION_STRING, OPTION_LISTEN, OPTION_COUNT, OPTION_DURATION, OPTION_SIZE, OPTION_FLAG, OPTION_SWITCH } option_kind;
 
 typedef struct option {
     const char *name; /* flag without "--"; the variable is HERALD_ + upper-case with '_' */
@@ -30,6 +30,9 @@ static const option options[] = {
     {"max-header", OPTION_SIZE, FIELD(max_header_bytes), "largest request head (default 16KiB)"},
     {"send-buffer", OPTION_SIZE, FIELD(send_buffer_bytes), "per-connection send buffer; a slower reader is disconnected (default 1MiB)"},
     {"insecure", OPTION_FLAG, FIELD(insecure), "allow a non-loopback --listen without API keys"},
+    {"ws-max-message", OPTION_SIZE, FIELD(ws_max_message_bytes), "largest WebSocket message accepted; larger closes 1009 (default 1MiB)"},
+    {"ws-ping-interval", OPTION_DURATION, FIELD(ws_ping_interval_ms), "WebSocket ping interval; silent for two intervals closes 1001 (default 30s)"},
+    {"ws-deflate", OPTION_SWITCH, FIELD(ws_deflate), "permessage-deflate on|off (default on)"},
 };
 
 int64_t parse_duration_ms(const char *text) {
@@ -80,6 +83,9 @@ void server_config_defaults(server_config *config) {
     config->max_body_bytes = 1024 * 1024;
     config->max_header_bytes = 16 * 1024;
     config->send_buffer_bytes = 1024 * 1024;
+    config->ws_max_message_bytes = 1024 * 1024;
+    config->ws_ping_interval_ms = 30 * 1000;
+    config->ws_deflate = true;
 }
 
 static int parse_listen(server_config *config, const char *value) {
@@ -133,12 +139,13 @@ static int apply_option(server_config *config, const option *o, const char *valu
         *(size_t *)field = (size_t)bytes;
         return 0;
     }
+    case OPTION_SWITCH:
     case OPTION_FLAG:
-        if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
+        if (strcmp(value, "on") == 0 || strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
             *(bool *)field = true;
             return 0;
         }
-        if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0) {
+        if (strcmp(value, "off") == 0 || strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0) {
             *(bool *)field = false;
             return 0;
         }
@@ -150,6 +157,7 @@ static int apply_option(server_config *config, const option *o, const char *valu
              : o->kind == OPTION_COUNT  ? "a positive whole number"
              : o->kind == OPTION_LISTEN ? "HOST:PORT, e.g. 127.0.0.1:8080"
              : o->kind == OPTION_FLAG   ? "true or false"
+             : o->kind == OPTION_SWITCH ? "on or off"
                                         : "a non-empty value");
     return -1;
 }

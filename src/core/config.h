@@ -20,6 +20,9 @@ typedef struct server_config {
     size_t max_header_bytes;
     size_t send_buffer_bytes;
     bool insecure;
+    size_t ws_max_message_bytes;
+    int64_t ws_ping_interval_ms;
+    bool ws_deflate;
 } server_config;
 
 /* "500ms", "15s", "5m", "2h", "1d", or a bare number of seconds. -1 when malformed. */

@@ -108,12 +108,13 @@ static void mark_dirty(connection *c) {
     connection_hold(c); /* the dirty list references it */
 }
 
-void connection_write(connection *c, buffer *data) {
+static void connection_enqueue(connection *c, buffer *data, bool bounded) {
     if (c->closing || c->close_after_flush || data->length == 0) return;
-    if (c->queued_bytes + data->length > c->server->config.send_buffer_bytes) {
+    if (bounded && c->queued_bytes + data->length > c->server->config.send_buffer_bytes) {
         /* A reader this far behind would make everyone wait or memory grow: cut it off; it
          * resumes from its last id. */
-        connection_close(c);
+        if (c->handler && c->handler->overflow) c->handler->overflow(c);
+        else connection_close(c);
         return;
     }
     if (c->queue_count == c->queue_capacity) {
@@ -135,6 +136,20 @@ void connection_write(connection *c, buffer *data) {
     c->queue_count++;
     c->queued_bytes += data->length;
     mark_dirty(c);
+}
+
+void connection_write(connection *c, buffer *data) {
+    connection_enqueue(c, data, true);
+}
+
+void connection_write_final(connection *c, const void *data, size_t length) {
+    buffer *b = buffer_from(data, length);
+    if (!b) {
+        connection_close(c);
+        return;
+    }
+    connection_enqueue(c, b, false);
+    buffer_release(b);
 }
 
 void connection_write_bytes(connection *c, const void *data, size_t length) {

@@ -23,6 +23,7 @@ typedef enum connection_mode {
     CONNECTION_READING_REQUEST, /* parsing; the next request is answered synchronously */
     CONNECTION_WAITING,         /* an answer comes later (publish commit, long poll) */
     CONNECTION_STREAMING,       /* an open event stream: the response never ends */
+    CONNECTION_UPGRADED,        /* no longer HTTP (WebSocket): the handler's data hook reads */
 } connection_mode;
 
 typedef enum connection_timer_kind {
@@ -47,6 +48,9 @@ typedef struct connection_handler {
     /* Bytes from the client once the connection left HTTP (a WebSocket); without this hook such
      * bytes are held for the next request (waiting) or dropped (streaming). */
     void (*data)(connection *c, const char *data, size_t length);
+    /* The send buffer is full (a slow reader): the handler ends the connection its own way
+     * (WebSocket close 1008). Without it the connection is closed at once. */
+    void (*overflow)(connection *c);
 } connection_handler;
 
 struct connection {
@@ -108,6 +112,8 @@ void server_begin_shutdown(server *s);
  * end of the loop iteration; past the send-buffer limit the connection is closed. */
 void connection_write(connection *c, buffer *data);
 void connection_write_bytes(connection *c, const void *data, size_t length);
+/* The last words of a connection (a close frame): queued even past the send-buffer limit. */
+void connection_write_final(connection *c, const void *data, size_t length);
 /* A complete response (head + body) in one buffer; then the connection reads the next request
  * (keep-alive) or closes. */
 void connection_respond(connection *c, int status, const char *content_type, const char *body,
