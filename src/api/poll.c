@@ -68,7 +68,9 @@ static poll_outcome poll_answer(poll_state *p, bool may_wait, bool timed_out) {
     snprintf(etag, sizeof etag, "\"%llu\"", (unsigned long long)next);
     char headers[96];
     snprintf(headers, sizeof headers, "ETag: %s\r\nCache-Control: no-cache\r\n", etag);
-    if (events.count == 0 && p->has_if_none_match && (timed_out || strcmp(p->if_none_match, etag) == 0)) {
+    /* The client already holds what this answer would say: its ETag is the cursor we would
+     * return (also without since, when the newest events are unchanged). */
+    if (p->has_if_none_match && (strcmp(p->if_none_match, etag) == 0 || (events.count == 0 && timed_out))) {
         event_list_free(&events);
         connection_respond(c, 304, NULL, NULL, 0, headers);
         return POLL_ANSWERED;

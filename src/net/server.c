@@ -100,8 +100,21 @@ void connection_set_handler_timer(connection *c, int64_t timeout_ms) {
 
 /* ---- writing ---- */
 
+static void on_wakeup(uv_idle_t *idle) {
+    (void)idle; /* its being active is the point: see mark_dirty */
+}
+
 static void mark_dirty(connection *c) {
     if (c->dirty) return;
+    if (c->server->flusher_closed) {
+        connection_flush(c); /* shutting down: no more loop phases to batch in */
+        return;
+    }
+    /* Writes made outside the poll phase (timers) must not wait for the next I/O wakeup: an
+     * active idle handle makes this iteration's poll return at once, and the check phase
+     * right after it flushes. */
+    if (!c->server->dirty && !uv_is_active((uv_handle_t *)&c->server->wakeup))
+        uv_idle_start(&c->server->wakeup, on_wakeup);
     c->dirty = true;
     c->next_dirty = c->server->dirty;
     c->server->dirty = c;
@@ -110,7 +123,9 @@ static void mark_dirty(connection *c) {
 
 static void connection_enqueue(connection *c, buffer *data, bool bounded) {
     if (c->closing || c->close_after_flush || data->length == 0) return;
-    if (bounded && c->queued_bytes + data->length > c->server->config.send_buffer_bytes) {
+    /* The limit bounds the backlog: one response or event larger than it still goes out to a
+     * reader that has caught up. */
+    if (bounded && c->queued_bytes > 0 && c->queued_bytes + data->length > c->server->config.send_buffer_bytes) {
         /* A reader this far behind would make everyone wait or memory grow: cut it off; it
          * resumes from its last id. */
         if (c->handler && c->handler->overflow) c->handler->overflow(c);
@@ -253,6 +268,7 @@ static void connection_flush(connection *c) {
 
 static void on_check(uv_check_t *check) {
     server *s = check->data;
+    uv_idle_stop(&s->wakeup);
     while (s->dirty) {
         connection *c = s->dirty;
         s->dirty = c->next_dirty;
@@ -271,8 +287,10 @@ void connection_respond(connection *c, int status, const char *content_type, con
     bool keep_alive = c->keep_alive && !c->server->shutting_down;
     text t;
     text_init(&t);
-    http_response_head(&t, status, content_type, body_length, keep_alive, c->server->epoch,
-                       extra_headers);
+    /* 204 and 304 have no body, and a Content-Length on them would describe a representation. */
+    bool bodiless = status == 204 || status == 304;
+    http_response_head(&t, status, content_type, bodiless ? HTTP_NO_CONTENT_LENGTH : body_length, keep_alive,
+                       c->server->epoch, extra_headers);
     if (body_length) text_append(&t, body, body_length);
     buffer *b = text_to_buffer(&t);
     text_free(&t);
@@ -531,6 +549,8 @@ void server_begin_shutdown(server *s) {
     }
     on_check(&s->flusher);
     uv_close((uv_handle_t *)&s->flusher, NULL);
+    uv_close((uv_handle_t *)&s->wakeup, NULL);
+    s->flusher_closed = true;
     buffer_release(s->heartbeat_frame);
     s->heartbeat_frame = NULL;
 }
@@ -573,6 +593,7 @@ int server_start(server *s, uv_loop_t *loop, const server_config *config, store 
         port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
         snprintf(s->bound_address, sizeof s->bound_address, "%s:%d", host, port);
     }
+    uv_idle_init(loop, &s->wakeup);
     uv_check_init(loop, &s->flusher);
     s->flusher.data = s;
     uv_check_start(&s->flusher, on_check);

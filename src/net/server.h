@@ -87,6 +87,7 @@ struct server {
     uv_tcp_t listener;
     uv_signal_t sigterm, sigint;
     uv_check_t flusher;
+    uv_idle_t wakeup; /* active while writes wait for the flusher */
     uv_timer_t heartbeat;
     store *store;
     hub *hub;
@@ -94,6 +95,7 @@ struct server {
     connection *dirty;
     size_t connection_count;
     bool shutting_down;
+    bool flusher_closed;
     char bound_address[300];
     char epoch[16]; /* copied from the store: responses outlive store_close at shutdown */
     buffer *heartbeat_frame;
