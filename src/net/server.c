@@ -121,11 +121,41 @@ static void mark_dirty(connection *c) {
     connection_hold(c); /* the dirty list references it */
 }
 
+static size_t gather(connection *c, uv_buf_t *bufs, size_t skip);
+static void consume(connection *c, size_t written);
+
+/* The bytes that would wait behind the buffer being written if length more were queued. */
+static size_t backlog_after(const connection *c, size_t length) {
+    if (c->queue_count == 0) return 0;
+    const write_entry *head = &c->queue[c->queue_head];
+    return c->queued_bytes - (head->data->length - head->offset) + length;
+}
+
+/* Writes what the socket accepts right now, without waiting and without the drained hook. */
+static void write_ahead(connection *c) {
+    if (c->closing || c->writes_in_flight) return;
+    uv_buf_t bufs[WRITE_BATCH];
+    while (c->queue_count > 0) {
+        size_t n = gather(c, bufs, 0);
+        int written = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+        if (written <= 0) return; /* full, or an error the next flush reports */
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) total += bufs[i].len;
+        consume(c, (size_t)written);
+        if ((size_t)written < total) return;
+    }
+}
+
 static void connection_enqueue(connection *c, buffer *data, bool bounded) {
     if (c->closing || c->close_after_flush || data->length == 0) return;
-    /* The limit bounds the backlog: one response or event larger than it still goes out to a
-     * reader that has caught up. */
-    if (bounded && c->queued_bytes > 0 && c->queued_bytes + data->length > c->server->config.send_buffer_bytes) {
+    /* The limit bounds the backlog waiting behind the buffer being written, so one response or
+     * event larger than the limit still reaches a reader that keeps up. */
+    if (bounded && backlog_after(c, data->length) > c->server->config.send_buffer_bytes) {
+        /* Writes are batched per loop iteration; before judging the reader slow, hand the
+         * kernel what it takes now. */
+        write_ahead(c);
+    }
+    if (bounded && backlog_after(c, data->length) > c->server->config.send_buffer_bytes) {
         /* A reader this far behind would make everyone wait or memory grow: cut it off; it
          * resumes from its last id. */
         if (c->handler && c->handler->overflow) c->handler->overflow(c);
