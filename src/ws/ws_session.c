@@ -41,6 +41,10 @@ struct ws_session {
     uint64_t last_heard_ms;
     ws_subscription *subscriptions;
     size_t subscription_count;
+    access_identity identity; /* from the handshake; every subscribe and publish is checked */
+    /* Ids sent live while some subscription replays, so its replay skips them (ascending). */
+    uint64_t *live_sent;
+    size_t live_sent_count, live_sent_capacity;
 };
 
 static ws_deflater shared_deflater;
@@ -93,12 +97,13 @@ static void send_close(ws_session *s, unsigned code, const char *reason) {
     if (!text_failed(&frame)) connection_write_final(s->connection, frame.data, frame.length);
     text_free(&frame);
     s->close_sent = true;
+    /* Whatever happens, the socket is gone after the close timeout: a client that neither
+     * reads nor answers cannot hold it. */
+    connection_set_handler_timer(s->connection, WS_CLOSE_TIMEOUT_MS);
     if (s->close_received || code == WS_CLOSE_PROTOCOL_ERROR || code == WS_CLOSE_INVALID_PAYLOAD ||
         code == WS_CLOSE_MESSAGE_TOO_BIG || code == WS_CLOSE_UNSUPPORTED_DATA ||
         code == WS_CLOSE_POLICY_VIOLATION)
         connection_close_after_flush(s->connection); /* failing the connection: no need to wait */
-    else
-        connection_set_handler_timer(s->connection, WS_CLOSE_TIMEOUT_MS);
 }
 
 static buffer *event_frame(ws_session *s, event *e) {
@@ -130,9 +135,46 @@ static buffer *event_frame(ws_session *s, event *e) {
     return e->encodings[kind];
 }
 
+static bool sent_live(const ws_session *s, uint64_t id) {
+    size_t low = 0, high = s->live_sent_count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (s->live_sent[middle] == id) return true;
+        if (s->live_sent[middle] < id) low = middle + 1;
+        else high = middle;
+    }
+    return false;
+}
+
+static bool any_replaying(const ws_session *s) {
+    for (const ws_subscription *sub = s->subscriptions; sub; sub = sub->next)
+        if (sub->replaying) return true;
+    return false;
+}
+
+static void remember_live(ws_session *s, uint64_t id) {
+    if (!any_replaying(s)) return;
+    if (s->live_sent_count == s->live_sent_capacity) {
+        size_t capacity = s->live_sent_capacity ? s->live_sent_capacity * 2 : 64;
+        uint64_t *ids = realloc(s->live_sent, capacity * sizeof *ids);
+        if (!ids) return; /* at worst a replay repeats an event */
+        s->live_sent = ids;
+        s->live_sent_capacity = capacity;
+    }
+    s->live_sent[s->live_sent_count++] = id;
+}
+
+static void forget_live_when_replays_end(ws_session *s) {
+    if (any_replaying(s)) return;
+    free(s->live_sent);
+    s->live_sent = NULL;
+    s->live_sent_count = s->live_sent_capacity = 0;
+}
+
 static void send_event(ws_session *s, ws_subscription *sub, event *e) {
     if (e->id <= sub->last_sent_id) return;
     sub->last_sent_id = e->id;
+    if (sub->replaying && sent_live(s, e->id)) return; /* another subscription sent it live */
     buffer *frame = event_frame(s, e);
     if (!frame) {
         connection_close(s->connection);
@@ -219,7 +261,10 @@ static void replay(ws_session *s) {
             }
             for (size_t i = 0; i < page.count; i++)
                 send_event(s, sub, page.events[i]);
-            if (page.count < WS_REPLAY_PAGE) sub->replaying = false;
+            if (page.count < WS_REPLAY_PAGE) {
+                sub->replaying = false;
+                forget_live_when_replays_end(s);
+            }
             event_list_free(&page);
         }
     }
@@ -234,6 +279,7 @@ static void on_hub_event(void *subscriber, event *e) {
         return;
     }
     s->last_live_id = e->id;
+    remember_live(s, e->id);
     send_event(s, sub, e);
 }
 
@@ -314,7 +360,14 @@ static void handle_subscribe(ws_session *s, const ws_request *q) {
         send_error(s, q->ref, "invalid_id", "since must be an event id (a decimal string).");
     } else {
         const char *code = NULL, *message = NULL;
-        ws_subscription *sub = subscribe(s, topic.data, has_since, since, &code, &message);
+        access_decision decision = access_subscribe(s->server->access, &s->identity, topic.data);
+        ws_subscription *sub = NULL;
+        if (decision != ACCESS_ALLOWED) {
+            code = decision == ACCESS_FORBIDDEN ? "forbidden" : "unauthorized";
+            message = access_refusal_message(&s->identity, decision);
+        } else {
+            sub = subscribe(s, topic.data, has_since, since, &code, &message);
+        }
         if (!sub) {
             send_error(s, q->ref, code, message);
         } else {
@@ -347,6 +400,7 @@ static void handle_unsubscribe(ws_session *s, const ws_request *q) {
         *link = sub->next;
         s->subscription_count--;
         subscription_free(s, sub);
+        forget_live_when_replays_end(s);
         text t;
         text_init(&t);
         begin_reply(&t, "unsubscribed", q->ref);
@@ -434,6 +488,10 @@ static void handle_publish(ws_session *s, const ws_request *q) {
     } else if (has_key && !(span_to_string(q->idempotency_key, &key) && key.length >= 1 &&
                             key.length <= WS_IDEMPOTENCY_KEY_MAX)) {
         send_error(s, q->ref, "invalid_parameter", "idempotency_key must be a string of 1-200 bytes.");
+    } else if (access_publish(s->server->access, &s->identity, topic.data) != ACCESS_ALLOWED) {
+        access_decision decision = access_publish(s->server->access, &s->identity, topic.data);
+        send_error(s, q->ref, decision == ACCESS_FORBIDDEN ? "forbidden" : "unauthorized",
+                   access_refusal_message(&s->identity, decision));
     } else {
         json_span data = q->data.data ? q->data : (json_span){"null", 4};
         store_item item = {topic.data, topic.length, q->type.data ? type.data : "message", true, data.data, data.length};
@@ -491,6 +549,10 @@ static void handle_json_message(ws_session *s, const char *data, size_t length) 
 /* Raw mode: a client text frame is published to the topic, JSON when it parses. */
 static void handle_raw_message(ws_session *s, const char *data, size_t length) {
     ws_subscription *sub = s->subscriptions;
+    if (access_publish(s->server->access, &s->identity, sub->pattern) != ACCESS_ALLOWED) {
+        send_close(s, WS_CLOSE_POLICY_VIOLATION, "not allowed to publish to this topic");
+        return;
+    }
     text minified;
     text_init(&minified);
     json_error error = {0};
@@ -511,6 +573,8 @@ static void session_free(ws_session *s) {
         subscription_free(s, sub);
     }
     ws_parser_free(&s->parser);
+    access_identity_free(&s->identity);
+    free(s->live_sent);
     free(s);
 }
 
@@ -626,6 +690,20 @@ void ws_session_upgrade(api_request *r, bool raw) {
         connection_respond_error(c, 503, "unavailable", "The server is shutting down.", NULL);
         return;
     }
+    const access_policy *policy = srv->access;
+    const char *origin = http_request_header(h, "origin");
+    if (policy && auth_cors_configured(&policy->cors) && origin &&
+        !auth_cors_origin_allowed(&policy->cors, origin, strlen(origin))) {
+        connection_respond_error(c, 403, "forbidden", "This origin is not allowed (see --cors-origin).", NULL);
+        return;
+    }
+    /* With tokens configured the handshake itself needs a credential (SPEC §9); raw mode is one
+     * subscription, checked here too. */
+    if (policy && access_tokens_configured(policy) && !r->identity.admin && !r->identity.has_claims) {
+        api_allowed(r, ACCESS_UNAUTHORIZED);
+        return;
+    }
+    if (raw && policy && !api_allowed(r, access_subscribe(policy, &r->identity, r->topic))) return;
     uint64_t since = 0;
     const char *since_text = raw ? url_query_get(&r->query, "since") : NULL;
     if (since_text && !parse_event_id(since_text, &since)) {
@@ -663,6 +741,8 @@ void ws_session_upgrade(api_request *r, bool raw) {
     s->server = srv;
     s->connection = c;
     s->raw = raw;
+    s->identity = r->identity; /* the session owns the claims from here on */
+    auth_claims_init(&r->identity.claims);
     /* One shared compressed frame per event needs the full window; a client that asks for a
      * smaller one gets uncompressed frames (allowed: RSV1 is per message). */
     s->deflate = result.deflate.enabled && result.deflate.server_max_window_bits >= 15;
