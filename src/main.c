@@ -6,6 +6,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "api/access.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "hub/hub.h"
@@ -48,18 +49,35 @@ static int serve_main(int argc, char **argv) {
         return 2;
     }
     if (strcmp(config.listen_host, "localhost") == 0) snprintf(config.listen_host, sizeof config.listen_host, "127.0.0.1");
-    if (!host_is_loopback(config.listen_host)) {
+    static access_policy access;
+    if (access_policy_build(&access, &config, error, sizeof error) != 0) {
+        fprintf(stderr, "herald: %s\n", error);
+        server_config_free(&config);
+        return 2;
+    }
+    bool keys = access_keys_configured(&access);
+    if (!keys && !host_is_loopback(config.listen_host)) {
         if (!config.insecure) {
             fprintf(stderr,
                     "herald: refusing to listen on %s without API keys: anyone who can reach it could "
-                    "publish and subscribe. Listen on 127.0.0.1, or pass --insecure to accept that.\n",
+                    "publish and manage herald. Set --api-key (or HERALD_API_KEYS), listen on 127.0.0.1, "
+                    "or pass --insecure to accept that.\n",
                     config.listen_host);
+            access_policy_free(&access);
+            server_config_free(&config);
             return 2;
         }
-        fprintf(stderr, "herald: warning: listening on %s with no API keys (--insecure).\n", config.listen_host);
-    } else {
-        fprintf(stderr, "herald: warning: no API keys are configured; listening on loopback only, open to local clients.\n");
+        fprintf(stderr, "herald: warning: listening on %s with no API keys (--insecure): anyone who can reach "
+                        "it may publish and manage.\n", config.listen_host);
+    } else if (!keys) {
+        fprintf(stderr, "herald: warning: no API keys are configured; listening on loopback only, open to local "
+                        "clients.\n");
     }
+    if (keys && !access_tokens_configured(&access))
+        fprintf(stderr, "herald: note: no --jwt-secret: subscribing (polling, SSE, WebSocket) is open to anyone "
+                        "who can reach herald; publishing and management need a key.\n");
+    if (config.jwt_secret && strlen(config.jwt_secret) < 32)
+        fprintf(stderr, "herald: warning: --jwt-secret is shorter than 32 bytes; use a long random secret.\n");
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
     store_options options = {
@@ -81,7 +99,7 @@ static int serve_main(int argc, char **argv) {
     }
     store_set_commit_listener(st, on_commit, h);
     static server s;
-    if (server_start(&s, loop, &config, st, h, error, sizeof error) != 0) {
+    if (server_start(&s, loop, &config, st, h, &access, error, sizeof error) != 0) {
         fprintf(stderr, "herald: %s\n", error);
         store_close(st);
         uv_walk(loop, close_walk, NULL);
@@ -93,6 +111,8 @@ static int serve_main(int argc, char **argv) {
     hub_destroy(h);
     ws_session_cleanup();
     uv_loop_close(loop);
+    access_policy_free(&access);
+    server_config_free(&config);
     fprintf(stderr, "herald: stopped\n");
     return 0;
 }

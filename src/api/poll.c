@@ -169,6 +169,11 @@ void api_handle_poll(api_request *r) {
         free(p);
         return;
     }
+    if (!api_allowed_to_subscribe(r, &p->selection)) {
+        topic_selection_free(&p->selection);
+        free(p);
+        return;
+    }
     p->has_since = since != NULL;
     p->limit = limit;
     if (if_none_match) {

@@ -135,6 +135,7 @@ static void submit(api_request *r, const store_item *items, size_t count, bool b
 }
 
 void api_handle_publish(api_request *r) {
+    if (!api_allowed(r, access_publish(r->server->access, &r->identity, r->topic))) return;
     const char *type = url_query_get(&r->query, "type");
     if (!type) type = "message";
     if (!event_type_valid(type, strlen(type))) {
@@ -254,7 +255,8 @@ void api_handle_publish_batch(api_request *r) {
     if (!ok) connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
     cursor = 0;
     for (size_t i = 0; ok && json_array_next(events, &cursor, &element); i++)
-        ok = read_batch_entry(r, element, i, &entries[i], &items[i]);
+        ok = read_batch_entry(r, element, i, &entries[i], &items[i]) &&
+             api_allowed(r, access_publish(r->server->access, &r->identity, entries[i].topic.data));
     if (ok) submit(r, items, count, true);
     for (size_t i = 0; entries && i < count; i++) {
         text_free(&entries[i].topic);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/access.h"
 #include "http/http_parser.h"
 #include "http/url.h"
 #include "net/server.h"
@@ -19,7 +20,10 @@ typedef struct api_request {
     const http_request *http;
     url_query query;
     char *topic; /* decoded {topic} of /v1/topics/{topic}/{verb}, else NULL */
+    access_identity identity;
 } api_request;
+
+
 
 typedef struct topic_selection {
     char **patterns; /* owned copies: names or patterns (sized to fit: streams are long-lived) */
@@ -30,6 +34,11 @@ typedef struct topic_selection {
  * returns false. */
 bool topic_selection_from_request(api_request *r, topic_selection *out);
 void topic_selection_free(topic_selection *s);
+
+/* Answers 401 (with WWW-Authenticate) or 403 unless allowed; true when allowed. */
+bool api_allowed(api_request *r, access_decision decision);
+/* Subscribing to every topic or pattern of the selection (polling and streams). */
+bool api_allowed_to_subscribe(api_request *r, const topic_selection *selection);
 
 /* The names of known topics matching the selection (borrowed from the store's table). */
 typedef struct resolved_topics {

@@ -99,8 +99,56 @@ static void route_topic(api_request *r, const char *rest, size_t rest_length) {
     }
 }
 
+bool api_allowed(api_request *r, access_decision decision) {
+    if (decision == ACCESS_ALLOWED) return true;
+    const char *message = access_refusal_message(&r->identity, decision);
+    if (decision == ACCESS_FORBIDDEN)
+        connection_respond_error(r->connection, 403, "forbidden", message, NULL);
+    else
+        connection_respond_error(r->connection, 401, "unauthorized", message, "WWW-Authenticate: Bearer\r\n");
+    return false;
+}
+
+bool api_allowed_to_subscribe(api_request *r, const topic_selection *selection) {
+    for (size_t i = 0; i < selection->count; i++)
+        if (!api_allowed(r, access_subscribe(r->server->access, &r->identity, selection->patterns[i]))) return false;
+    return true;
+}
+
+/* CORS: the headers every response of this request carries, and the preflight answer.
+ * Returns true when the request was a preflight and has been answered. */
+static bool apply_cors(connection *c, const http_request *h) {
+    free(c->response_headers);
+    c->response_headers = NULL;
+    const access_policy *policy = c->server->access;
+    if (!policy || !auth_cors_configured(&policy->cors)) return false;
+    const char *origin = http_request_header(h, "origin");
+    text headers;
+    text_init(&headers);
+    bool preflight = strcmp(h->method, "OPTIONS") == 0 && origin &&
+                     http_request_header(h, "access-control-request-method");
+    if (preflight) {
+        const char *requested = http_request_header(h, "access-control-request-headers");
+        if (!auth_cors_append_preflight(&policy->cors, origin, strlen(origin), requested,
+                                        requested ? strlen(requested) : 0, &headers)) {
+            text_free(&headers);
+            connection_respond_error(c, 403, "forbidden", "This origin is not allowed (see --cors-origin).",
+                                     "Vary: Origin\r\n");
+            return true;
+        }
+        connection_respond(c, 204, NULL, NULL, 0, text_cstring(&headers));
+        text_free(&headers);
+        return true;
+    }
+    auth_cors_append_headers(&policy->cors, origin, origin ? strlen(origin) : 0, &headers);
+    if (headers.length && text_cstring(&headers)) c->response_headers = headers.data; /* owned by c */
+    else text_free(&headers);
+    return false;
+}
+
 void api_handle_request(connection *c, const http_request *h) {
     api_request r = {.connection = c, .server = c->server, .http = h};
+    if (apply_cors(c, h)) return;
     const char *target = h->target;
     const char *question = strchr(target, '?');
     size_t path_length = question ? (size_t)(question - target) : strlen(target);
@@ -108,6 +156,8 @@ void api_handle_request(connection *c, const http_request *h) {
         connection_respond_error(c, 400, "invalid_parameter", "The query string is malformed.", NULL);
         return;
     }
+    if (c->server->access) access_identify(c->server->access, h, &r.query, &r.identity);
+    else auth_claims_init(&r.identity.claims);
     static const char topics_prefix[] = "/v1/topics/";
     if (path_is(target, path_length, "/healthz")) {
         if (method_is(h, "GET")) respond_health(c, "ok");
@@ -137,4 +187,5 @@ void api_handle_request(connection *c, const http_request *h) {
     }
     free(r.topic);
     url_query_free(&r.query);
+    access_identity_free(&r.identity);
 }

@@ -6,33 +6,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum option_kind { OPTION_STRING, OPTION_LISTEN, OPTION_COUNT, OPTION_DURATION, OPTION_SIZE, OPTION_FLAG, OPTION_SWITCH } option_kind;
+typedef enum option_kind { OPTION_STRING, OPTION_LISTEN, OPTION_COUNT, OPTION_DURATION, OPTION_SIZE, OPTION_FLAG, OPTION_SWITCH, OPTION_LIST } option_kind;
 
 typedef struct option {
     const char *name; /* flag without "--"; the variable is HERALD_ + upper-case with '_' */
     option_kind kind;
     size_t offset;
     const char *help;
+    const char *variable; /* when the variable's name is not derived from the flag */
 } option;
 
 #define FIELD(name) offsetof(server_config, name)
 
 static const option options[] = {
-    {"listen", OPTION_LISTEN, 0, "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks a free one)"},
-    {"data", OPTION_STRING, FIELD(data_directory), "directory of the embedded store (default ./herald-data)"},
-    {"history-size", OPTION_COUNT, FIELD(history_size), "events kept per topic (default 1000)"},
-    {"history-age", OPTION_DURATION, FIELD(history_age_ms), "how long events are kept (default 24h)"},
-    {"sse-heartbeat", OPTION_DURATION, FIELD(sse_heartbeat_ms), "interval of ': ping' comments on SSE streams (default 15s)"},
-    {"header-timeout", OPTION_DURATION, FIELD(header_timeout_ms), "time allowed to receive a request's headers (default 10s)"},
-    {"idle-timeout", OPTION_DURATION, FIELD(idle_timeout_ms), "keep-alive idle time before closing (default 60s)"},
-    {"max-connections", OPTION_COUNT, FIELD(max_connections), "open connections allowed; more get 503 (default 10000)"},
-    {"max-body", OPTION_SIZE, FIELD(max_body_bytes), "largest request body (default 1MiB)"},
-    {"max-header", OPTION_SIZE, FIELD(max_header_bytes), "largest request head (default 16KiB)"},
-    {"send-buffer", OPTION_SIZE, FIELD(send_buffer_bytes), "per-connection send buffer; a slower reader is disconnected (default 1MiB)"},
-    {"insecure", OPTION_FLAG, FIELD(insecure), "allow a non-loopback --listen without API keys"},
-    {"ws-max-message", OPTION_SIZE, FIELD(ws_max_message_bytes), "largest WebSocket message accepted; larger closes 1009 (default 1MiB)"},
-    {"ws-ping-interval", OPTION_DURATION, FIELD(ws_ping_interval_ms), "WebSocket ping interval; silent for two intervals closes 1001 (default 30s)"},
-    {"ws-deflate", OPTION_SWITCH, FIELD(ws_deflate), "permessage-deflate on|off (default on)"},
+    {"listen", OPTION_LISTEN, 0, "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks a free one)", NULL},
+    {"data", OPTION_STRING, FIELD(data_directory), "directory of the embedded store (default ./herald-data)", NULL},
+    {"history-size", OPTION_COUNT, FIELD(history_size), "events kept per topic (default 1000)", NULL},
+    {"history-age", OPTION_DURATION, FIELD(history_age_ms), "how long events are kept (default 24h)", NULL},
+    {"sse-heartbeat", OPTION_DURATION, FIELD(sse_heartbeat_ms), "interval of ': ping' comments on SSE streams (default 15s)", NULL},
+    {"header-timeout", OPTION_DURATION, FIELD(header_timeout_ms), "time allowed to receive a request's headers (default 10s)", NULL},
+    {"idle-timeout", OPTION_DURATION, FIELD(idle_timeout_ms), "keep-alive idle time before closing (default 60s)", NULL},
+    {"max-connections", OPTION_COUNT, FIELD(max_connections), "open connections allowed; more get 503 (default 10000)", NULL},
+    {"max-body", OPTION_SIZE, FIELD(max_body_bytes), "largest request body (default 1MiB)", NULL},
+    {"max-header", OPTION_SIZE, FIELD(max_header_bytes), "largest request head (default 16KiB)", NULL},
+    {"send-buffer", OPTION_SIZE, FIELD(send_buffer_bytes), "per-connection send buffer; a slower reader is disconnected (default 1MiB)", NULL},
+    {"insecure", OPTION_FLAG, FIELD(insecure), "allow a non-loopback --listen without API keys", NULL},
+    {"ws-max-message", OPTION_SIZE, FIELD(ws_max_message_bytes), "largest WebSocket message accepted; larger closes 1009 (default 1MiB)", NULL},
+    {"ws-ping-interval", OPTION_DURATION, FIELD(ws_ping_interval_ms), "WebSocket ping interval; silent for two intervals closes 1001 (default 30s)", NULL},
+    {"ws-deflate", OPTION_SWITCH, FIELD(ws_deflate), "permessage-deflate on|off (default on)", NULL},
+    {"api-key", OPTION_LIST, FIELD(api_keys), "admin/publisher API key (repeatable; HERALD_API_KEYS is comma-separated)", "HERALD_API_KEYS"},
+    {"jwt-secret", OPTION_STRING, FIELD(jwt_secret), "HS256 secret of subscriber/publisher tokens (JWT)", NULL},
+    {"cors-origin", OPTION_LIST, FIELD(cors_origins), "allowed browser origin, e.g. https://app.example (repeatable, or *)", "HERALD_CORS_ORIGINS"},
 };
 
 int64_t parse_duration_ms(const char *text) {
@@ -139,6 +143,16 @@ static int apply_option(server_config *config, const option *o, const char *valu
         *(size_t *)field = (size_t)bytes;
         return 0;
     }
+    case OPTION_LIST: {
+        string_list *list = (string_list *)field;
+        if (!*value) break;
+        char **items = realloc(list->items, (list->count + 1) * sizeof *items);
+        if (!items) break;
+        list->items = items;
+        if (!(list->items[list->count] = strdup(value))) break;
+        list->count++;
+        return 0;
+    }
     case OPTION_SWITCH:
     case OPTION_FLAG:
         if (strcmp(value, "on") == 0 || strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
@@ -158,11 +172,16 @@ static int apply_option(server_config *config, const option *o, const char *valu
              : o->kind == OPTION_LISTEN ? "HOST:PORT, e.g. 127.0.0.1:8080"
              : o->kind == OPTION_FLAG   ? "true or false"
              : o->kind == OPTION_SWITCH ? "on or off"
+             : o->kind == OPTION_LIST   ? "a non-empty value"
                                         : "a non-empty value");
     return -1;
 }
 
 static void variable_name(const option *o, char *out, size_t size) {
+    if (o->variable) {
+        snprintf(out, size, "%s", o->variable);
+        return;
+    }
     size_t length = (size_t)snprintf(out, size, "HERALD_%s", o->name);
     for (size_t i = 7; i < length && i < size; i++)
         out[i] = out[i] == '-' ? '_' : (char)toupper((unsigned char)out[i]);
@@ -187,7 +206,28 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
         char name[64];
         variable_name(&options[i], name, sizeof name);
         const char *value = getenv(name);
-        if (value && apply_option(config, &options[i], value, name, error, error_size) != 0) return -1;
+        if (value && options[i].kind == OPTION_LIST) {
+            /* A list variable is comma-separated; items are trimmed of spaces. */
+            const char *start = value;
+            while (*start) {
+                const char *end = strchr(start, ',');
+                size_t length = end ? (size_t)(end - start) : strlen(start);
+                while (length && (*start == ' ' || *start == '\t')) start++, length--;
+                while (length && (start[length - 1] == ' ' || start[length - 1] == '\t')) length--;
+                char item[1100];
+                if (length == 0 || length >= sizeof item) {
+                    snprintf(error, error_size, "%s has an empty or over-long item.", name);
+                    return -1;
+                }
+                memcpy(item, start, length);
+                item[length] = '\0';
+                if (apply_option(config, &options[i], item, name, error, error_size) != 0) return -1;
+                if (!end) break;
+                start = end + 1;
+            }
+        } else if (value && apply_option(config, &options[i], value, name, error, error_size) != 0) {
+            return -1;
+        }
     }
     for (int a = 1; a < argc; a++) {
         const char *argument = argv[a];
@@ -223,4 +263,16 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
         if (apply_option(config, found, value, source, error, error_size) != 0) return -1;
     }
     return 0;
+}
+
+static void string_list_free(string_list *list) {
+    for (size_t i = 0; i < list->count; i++) free(list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->count = 0;
+}
+
+void server_config_free(server_config *config) {
+    string_list_free(&config->api_keys);
+    string_list_free(&config->cors_origins);
 }

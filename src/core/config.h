@@ -6,6 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Values of a repeatable flag (or a comma-separated variable), owned by the config. */
+typedef struct string_list {
+    char **items;
+    size_t count;
+} string_list;
+
 typedef struct server_config {
     char listen_host[256];
     int listen_port;
@@ -23,6 +29,9 @@ typedef struct server_config {
     size_t ws_max_message_bytes;
     int64_t ws_ping_interval_ms;
     bool ws_deflate;
+    string_list api_keys;     /* --api-key, HERALD_API_KEYS */
+    const char *jwt_secret;   /* --jwt-secret */
+    string_list cors_origins; /* --cors-origin, HERALD_CORS_ORIGINS */
 } server_config;
 
 /* "500ms", "15s", "5m", "2h", "1d", or a bare number of seconds. -1 when malformed. */
@@ -36,5 +45,6 @@ void server_config_defaults(server_config *config);
 int server_config_parse(server_config *config, int argc, char **argv, char *error,
                         size_t error_size);
 void server_config_print_usage(void);
+void server_config_free(server_config *config);
 
 #endif

@@ -26,6 +26,7 @@ static void connection_free(connection *c) {
     free(c->queue);
     free(c->held_input);
     free(c->write_request);
+    free(c->response_headers);
     http_parser_free(&c->parser);
     free(c);
 }
@@ -319,8 +320,13 @@ void connection_respond(connection *c, int status, const char *content_type, con
     text_init(&t);
     /* 204 and 304 have no body, and a Content-Length on them would describe a representation. */
     bool bodiless = status == 204 || status == 304;
+    text headers;
+    text_init(&headers);
+    if (extra_headers) text_append_cstring(&headers, extra_headers);
+    if (c->response_headers) text_append_cstring(&headers, c->response_headers);
     http_response_head(&t, status, content_type, bodiless ? HTTP_NO_CONTENT_LENGTH : body_length, keep_alive,
-                       c->server->epoch, extra_headers);
+                       c->server->epoch, headers.length ? text_cstring(&headers) : NULL);
+    text_free(&headers);
     if (body_length) text_append(&t, body, body_length);
     buffer *b = text_to_buffer(&t);
     text_free(&t);
@@ -585,13 +591,14 @@ void server_begin_shutdown(server *s) {
     s->heartbeat_frame = NULL;
 }
 
-int server_start(server *s, uv_loop_t *loop, const server_config *config, store *st, hub *h, char *error,
-                 size_t error_size) {
+int server_start(server *s, uv_loop_t *loop, const server_config *config, store *st, hub *h,
+                 const struct access_policy *access, char *error, size_t error_size) {
     memset(s, 0, sizeof *s);
     s->loop = loop;
     s->config = *config;
     s->store = st;
     s->hub = h;
+    s->access = access;
     snprintf(s->epoch, sizeof s->epoch, "%s", store_epoch(st));
     struct sockaddr_storage address;
     if (uv_ip4_addr(config->listen_host, config->listen_port, (struct sockaddr_in *)&address) != 0 &&

@@ -79,6 +79,7 @@ struct connection {
     uv_write_t *write_request;
     const connection_handler *handler;
     void *handler_state;
+    char *response_headers; /* lines added to every response of the current request (CORS) */
 };
 
 struct server {
@@ -91,6 +92,7 @@ struct server {
     uv_timer_t heartbeat;
     store *store;
     hub *hub;
+    const struct access_policy *access;
     connection *connections;
     connection *dirty;
     size_t connection_count;
@@ -106,7 +108,7 @@ struct server {
 /* Starts listening and prints "herald listening on http://HOST:PORT". Returns 0 or -1 with a
  * sentence in error. The server owns store and hub from here on. */
 int server_start(server *s, uv_loop_t *loop, const server_config *config, store *st, hub *h,
-                 char *error, size_t error_size);
+                 const struct access_policy *access, char *error, size_t error_size);
 /* Begins the orderly shutdown of SPEC §10 (also what SIGTERM/SIGINT do). */
 void server_begin_shutdown(server *s);
 

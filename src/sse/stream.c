@@ -158,6 +158,11 @@ void api_handle_stream(api_request *r) {
         free(s);
         return;
     }
+    if (!api_allowed_to_subscribe(r, &s->selection)) {
+        topic_selection_free(&s->selection);
+        free(s);
+        return;
+    }
     /* Live first, so nothing committed from here on can be missed. */
     s->subscriptions = subscribe_selection(srv->hub, &s->selection, stream_on_event, c);
     if (!s->subscriptions) {
@@ -168,8 +173,13 @@ void api_handle_stream(api_request *r) {
     s->subscription_count = s->selection.count;
     text head;
     text_init(&head);
+    text headers;
+    text_init(&headers);
+    text_append_cstring(&headers, "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+    if (c->response_headers) text_append_cstring(&headers, c->response_headers);
     http_response_head(&head, 200, "text/event-stream", HTTP_NO_CONTENT_LENGTH, false, srv->epoch,
-                       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
+                       text_cstring(&headers));
+    text_free(&headers);
     text_append_cstring(&head, ": herald\nretry: 3000\n\n");
     connection_write_bytes(c, head.data, head.length);
     text_free(&head);
