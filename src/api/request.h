@@ -68,5 +68,10 @@ void api_handle_publish(api_request *r);
 void api_handle_publish_batch(api_request *r);
 void api_handle_poll(api_request *r);
 void api_handle_stream(api_request *r);
+/* /v1/webhooks[/...]: rest is what follows "/v1/webhooks" ("" or "/wh_1/deliveries"...). */
+void api_handle_webhooks(api_request *r, const char *rest, size_t rest_length);
+/* /v1/sources[/...] and POST /v1/hooks/{name}. */
+void api_handle_sources(api_request *r, const char *rest, size_t rest_length);
+void api_handle_hook(api_request *r, const char *name, size_t name_length);
 
 #endif

@@ -179,6 +179,14 @@ void api_handle_request(connection *c, const http_request *h) {
     } else if (path_is(target, path_length, "/v1/stream")) {
         if (method_is(h, "GET")) api_handle_stream(&r);
         else method_not_allowed(c, "GET");
+    } else if (path_length >= 12 && memcmp(target, "/v1/webhooks", 12) == 0 &&
+               (path_length == 12 || target[12] == '/')) {
+        api_handle_webhooks(&r, target + 12, path_length - 12);
+    } else if (path_length >= 11 && memcmp(target, "/v1/sources", 11) == 0 &&
+               (path_length == 11 || target[11] == '/')) {
+        api_handle_sources(&r, target + 11, path_length - 11);
+    } else if (path_length > 10 && memcmp(target, "/v1/hooks/", 10) == 0) {
+        api_handle_hook(&r, target + 10, path_length - 10);
     } else if (path_length > sizeof topics_prefix - 1 &&
                memcmp(target, topics_prefix, sizeof topics_prefix - 1) == 0) {
         route_topic(&r, target + sizeof topics_prefix - 1, path_length - (sizeof topics_prefix - 1));

@@ -36,6 +36,11 @@ static const option options[] = {
     {"ws-deflate", OPTION_SWITCH, FIELD(ws_deflate), "permessage-deflate on|off (default on)", NULL},
     {"api-key", OPTION_LIST, FIELD(api_keys), "admin/publisher API key (repeatable; HERALD_API_KEYS is comma-separated)", "HERALD_API_KEYS"},
     {"jwt-secret", OPTION_STRING, FIELD(jwt_secret), "HS256 secret of subscriber/publisher tokens (JWT)", NULL},
+    {"webhook-timeout", OPTION_DURATION, FIELD(webhook_timeout_ms), "time allowed for one webhook attempt (default 15s)", NULL},
+    {"webhook-retry-schedule", OPTION_STRING, FIELD(webhook_retry_schedule), "delays between webhook attempts (default 5s,5m,30m,2h,5h,10h,10h)", NULL},
+    {"webhook-concurrency", OPTION_COUNT, FIELD(webhook_concurrency), "webhook attempts in flight at once (default 64)", NULL},
+    {"webhook-endpoint-concurrency", OPTION_COUNT, FIELD(webhook_endpoint_concurrency), "webhook attempts in flight per endpoint (default 4)", NULL},
+    {"webhook-allow-private", OPTION_FLAG, FIELD(webhook_allow_private), "allow webhook URLs on loopback/private addresses", NULL},
     {"cors-origin", OPTION_LIST, FIELD(cors_origins), "allowed browser origin, e.g. https://app.example (repeatable, or *)", "HERALD_CORS_ORIGINS"},
 };
 
@@ -90,6 +95,9 @@ void server_config_defaults(server_config *config) {
     config->ws_max_message_bytes = 1024 * 1024;
     config->ws_ping_interval_ms = 30 * 1000;
     config->ws_deflate = true;
+    config->webhook_timeout_ms = 15 * 1000;
+    config->webhook_concurrency = 64;
+    config->webhook_endpoint_concurrency = 4;
 }
 
 static int parse_listen(server_config *config, const char *value) {

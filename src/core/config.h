@@ -32,6 +32,11 @@ typedef struct server_config {
     string_list api_keys;     /* --api-key, HERALD_API_KEYS */
     const char *jwt_secret;   /* --jwt-secret */
     string_list cors_origins; /* --cors-origin, HERALD_CORS_ORIGINS */
+    int64_t webhook_timeout_ms;
+    const char *webhook_retry_schedule; /* NULL: 5s,5m,30m,2h,5h,10h,10h */
+    size_t webhook_concurrency;
+    size_t webhook_endpoint_concurrency;
+    bool webhook_allow_private;
 } server_config;
 
 /* "500ms", "15s", "5m", "2h", "1d", or a bare number of seconds. -1 when malformed. */

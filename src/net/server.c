@@ -557,6 +557,11 @@ static void on_signal(uv_signal_t *signal, int number) {
     server_begin_shutdown(signal->data);
 }
 
+void server_on_shutdown(server *s, void (*hook)(void *context), void *context) {
+    if (s->shutdown_hook_count < SERVER_MAX_SHUTDOWN_HOOKS)
+        s->shutdown_hooks[s->shutdown_hook_count++] = (typeof(s->shutdown_hooks[0])){hook, context};
+}
+
 void server_begin_shutdown(server *s) {
     if (s->shutting_down) return;
     s->shutting_down = true;
@@ -575,6 +580,7 @@ void server_begin_shutdown(server *s) {
         connection_release(c);
         c = next;
     }
+    for (size_t i = 0; i < s->shutdown_hook_count; i++) s->shutdown_hooks[i].hook(s->shutdown_hooks[i].context);
     /* The store flushes what is queued and answers those publishes before it closes. */
     store_close(s->store);
     s->store = NULL;

@@ -19,6 +19,8 @@
 typedef struct connection connection;
 typedef struct server server;
 
+#define SERVER_MAX_SHUTDOWN_HOOKS 4
+
 typedef enum connection_mode {
     CONNECTION_READING_REQUEST, /* parsing; the next request is answered synchronously */
     CONNECTION_WAITING,         /* an answer comes later (publish commit, long poll) */
@@ -101,6 +103,11 @@ struct server {
     char bound_address[300];
     char epoch[16]; /* copied from the store: responses outlive store_close at shutdown */
     buffer *heartbeat_frame;
+    struct {
+        void (*hook)(void *context);
+        void *context;
+    } shutdown_hooks[SERVER_MAX_SHUTDOWN_HOOKS];
+    size_t shutdown_hook_count;
     uint64_t requests_total;
     uint64_t events_published;
 };
@@ -111,6 +118,9 @@ int server_start(server *s, uv_loop_t *loop, const server_config *config, store 
                  const struct access_policy *access, char *error, size_t error_size);
 /* Begins the orderly shutdown of SPEC §10 (also what SIGTERM/SIGINT do). */
 void server_begin_shutdown(server *s);
+/* Called once when shutdown begins, after listening stopped and before the store closes
+ * (e.g. the webhook deliverer finishing its attempts). At most SERVER_MAX_SHUTDOWN_HOOKS. */
+void server_on_shutdown(server *s, void (*hook)(void *context), void *context);
 
 /* Queues bytes on the connection (the buffer is retained). Writes are coalesced and sent at the
  * end of the loop iteration; past the send-buffer limit the connection is closed. */
