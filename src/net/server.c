@@ -558,8 +558,10 @@ static void on_signal(uv_signal_t *signal, int number) {
 }
 
 void server_on_shutdown(server *s, void (*hook)(void *context), void *context) {
-    if (s->shutdown_hook_count < SERVER_MAX_SHUTDOWN_HOOKS)
-        s->shutdown_hooks[s->shutdown_hook_count++] = (typeof(s->shutdown_hooks[0])){hook, context};
+    if (s->shutdown_hook_count == SERVER_MAX_SHUTDOWN_HOOKS) return;
+    s->shutdown_hooks[s->shutdown_hook_count].hook = hook;
+    s->shutdown_hooks[s->shutdown_hook_count].context = context;
+    s->shutdown_hook_count++;
 }
 
 void server_begin_shutdown(server *s) {
