@@ -8,6 +8,7 @@
 
 #include "api/access.h"
 #include "cli/cli.h"
+#include "hooks/sources.h"
 #include "core/config.h"
 #include "hub/hub.h"
 #include "net/server.h"
@@ -98,6 +99,16 @@ static int serve_main(int argc, char **argv) {
         return 1;
     }
     store_set_commit_listener(st, on_commit, h);
+    char database_path[4096];
+    snprintf(database_path, sizeof database_path, "%s/herald.db", config.data_directory);
+    source_registry *sources = NULL;
+    if (source_registry_open(loop, database_path, &sources, error, sizeof error) != 0) {
+        fprintf(stderr, "herald: cannot load webhook sources: %s\n", error);
+        store_close(st);
+        uv_run(loop, UV_RUN_DEFAULT);
+        hub_destroy(h);
+        return 1;
+    }
     static server s;
     if (server_start(&s, loop, &config, st, h, &access, error, sizeof error) != 0) {
         fprintf(stderr, "herald: %s\n", error);
@@ -105,11 +116,14 @@ static int serve_main(int argc, char **argv) {
         uv_walk(loop, close_walk, NULL);
         uv_run(loop, UV_RUN_DEFAULT);
         hub_destroy(h);
+        source_registry_close(sources);
         return 1;
     }
+    s.sources = sources; /* requests arrive only once the loop runs */
     uv_run(loop, UV_RUN_DEFAULT);
     hub_destroy(h);
     ws_session_cleanup();
+    source_registry_close(sources);
     uv_loop_close(loop);
     access_policy_free(&access);
     server_config_free(&config);

@@ -95,6 +95,7 @@ struct server {
     store *store;
     hub *hub;
     const struct access_policy *access;
+    struct source_registry *sources; /* inbound webhook sources (set by main) */
     connection *connections;
     connection *dirty;
     size_t connection_count;
