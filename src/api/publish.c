@@ -125,8 +125,18 @@ static void submit(api_request *r, const store_item *items, size_t count, bool b
         connection_respond_error(c, 503, "unavailable", "The server is shutting down.", NULL);
         return;
     }
+    text store_key;
+    text_init(&store_key);
+    const char *namespaced = idempotency_store_key(&store_key, "p:", key, key_length);
+    if (key && !namespaced) {
+        text_free(&store_key);
+        connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+        return;
+    }
     connection_hold(c);
-    if (store_publish(r->server->store, items, count, key, key_length, batch, on_published, c) != 0) {
+    int rc = store_publish(r->server->store, items, count, namespaced, store_key.length, batch, on_published, c);
+    text_free(&store_key);
+    if (rc != 0) {
         connection_release(c);
         connection_respond_error(c, 503, "unavailable", "The store is not accepting events.", NULL);
         return;

@@ -61,6 +61,11 @@ hub_subscription **subscribe_selection(hub *h, const topic_selection *s, hub_del
                                        void *subscriber);
 void unsubscribe_selection(hub *h, hub_subscription **subscriptions, size_t count);
 
+/* The store's key for a deduplication id: a namespace ("p:" publishers' Idempotency-Keys and
+ * WebSocket idempotency_key, "h:<source>:" inbound webhooks) so one kind can never answer for
+ * another, then the id itself, or its SHA-256 when longer than 200 bytes. NULL when key is NULL. */
+const char *idempotency_store_key(text *out, const char *namespace_prefix, const char *key, size_t length);
+
 /* Parses a decimal event id ("0".."18446744073709551615"). */
 bool parse_event_id(const char *text, uint64_t *out);
 

@@ -4,6 +4,8 @@
 #include "api/request.h"
 #include "hub/topic.h"
 
+#include <openssl/sha.h>
+
 bool parse_event_id(const char *text, uint64_t *out) {
     size_t length = strlen(text);
     if (length == 0 || length > 20) return false;
@@ -162,4 +164,18 @@ uint64_t resolved_trimmed_through(const resolved_topics *r, const store *st) {
         if (t && t->trimmed_through > trimmed) trimmed = t->trimmed_through;
     }
     return trimmed;
+}
+
+const char *idempotency_store_key(text *out, const char *namespace_prefix, const char *key, size_t length) {
+    if (!key) return NULL;
+    text_append_cstring(out, namespace_prefix);
+    if (length <= 200) {
+        text_append(out, key, length);
+    } else {
+        unsigned char digest[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)key, length, digest);
+        text_append_cstring(out, "sha256:");
+        for (size_t i = 0; i < sizeof digest; i++) text_printf(out, "%02x", digest[i]);
+    }
+    return text_cstring(out);
 }

@@ -13,7 +13,6 @@
 #include "hub/topic.h"
 
 #define TOLERANCE_MAX_SECONDS 86400
-#define HOOK_ID_MAX 200
 #define DEDUPLICATION_TTL_MS (72LL * 3600 * 1000)
 
 static void append_source(text *t, const hook_source *s) {
@@ -346,9 +345,10 @@ void api_handle_hook(api_request *r, const char *name_in_path, size_t name_lengt
     }
     /* Deduplication rides on the store's idempotency records, namespaced by source, so the
      * check and the event are one transaction. */
-    if (dedup_id.length > 0 && dedup_id.length <= HOOK_ID_MAX) {
-        text_printf(&key, "hook:%s:", source->name);
-        text_append(&key, dedup_id.data, dedup_id.length);
+    if (dedup_id.length > 0) {
+        char prefix[SOURCE_NAME_MAX + 4];
+        snprintf(prefix, sizeof prefix, "h:%s:", source->name);
+        idempotency_store_key(&key, prefix, dedup_id.data, dedup_id.length);
     }
     if (!text_cstring(&type) || text_failed(&key)) {
         connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);

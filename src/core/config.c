@@ -232,6 +232,10 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
                 if (apply_option(config, &options[i], item, name, error, error_size) != 0) return -1;
                 if (!end) break;
                 start = end + 1;
+                if (!*start) {
+                    snprintf(error, error_size, "%s ends with an empty item.", name);
+                    return -1;
+                }
             }
         } else if (value && apply_option(config, &options[i], value, name, error, error_size) != 0) {
             return -1;

@@ -464,9 +464,15 @@ static bool submit_publish(ws_session *s, json_span ref, const store_item *item,
         free(p);
         return false;
     }
+    text store_key;
+    text_init(&store_key);
+    const char *namespaced = idempotency_store_key(&store_key, "p:", key, key_length);
     connection_hold(s->connection);
-    if (!s->server->store ||
-        store_publish(s->server->store, item, 1, key, key_length, false, on_ws_published, p) != 0) {
+    int rc = !s->server->store || (key && !namespaced)
+                 ? -1
+                 : store_publish(s->server->store, item, 1, namespaced, store_key.length, false, on_ws_published, p);
+    text_free(&store_key);
+    if (rc != 0) {
         connection_release(s->connection);
         free(p->ref);
         free(p);
