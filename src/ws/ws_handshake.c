@@ -185,7 +185,7 @@ static bool parse_params(cursor *c, bool deflate, bool *acceptable, ws_deflate_p
         size_t name_length;
         if (!take_token(c, &name, &name_length)) return false;
         skip_ows(c);
-        param_value value;
+        param_value value = {0};
         bool has_value = false;
         if (c->p < c->end && *c->p == '=') {
             c->p++;
