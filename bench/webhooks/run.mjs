@@ -67,8 +67,6 @@ if (cluster.isWorker) {
   process.on('message', (m) => {
     if (m && m.secrets) secrets.splice(0, secrets.length, ...m.secrets);
   });
-} else {
-  await main();
 }
 
 // ----------------------------------------------------------------------------------- primary
@@ -396,3 +394,5 @@ async function main() {
   agent.destroy();
   process.exit(0);
 }
+
+if (cluster.isPrimary) await main();
