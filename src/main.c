@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "hooks/sources.h"
 #include "core/config.h"
+#include "hooks/deliverer.h"
 #include "hub/hub.h"
 #include "net/server.h"
 #include "store/store.h"
@@ -39,24 +40,33 @@ static void close_walk(uv_handle_t *handle, void *arg) {
     if (!uv_is_closing(handle)) uv_close(handle, NULL);
 }
 
+/* The serve command's settings and access policy: freed in one place whatever way serving ends
+ * (both frees are idempotent). */
+static server_config config;
+static access_policy serve_access;
+
+static int serve_configured(void);
+
 static int serve_main(int argc, char **argv) {
-    server_config config;
     server_config_defaults(&config);
     char error[512];
     int parsed = server_config_parse(&config, argc, argv, error, sizeof error);
-    if (parsed == 1) return 0;
-    if (parsed != 0) {
-        fprintf(stderr, "herald: %s\n", error);
-        return 2;
-    }
+    int status = parsed == 1 ? 0 : parsed != 0 ? 2 : serve_configured();
+    if (parsed < 0) fprintf(stderr, "herald: %s\n", error);
+    access_policy_free(&serve_access);
+    server_config_free(&config);
+    return status;
+}
+
+static int serve_configured(void) {
+    char error[512];
     if (strcmp(config.listen_host, "localhost") == 0) snprintf(config.listen_host, sizeof config.listen_host, "127.0.0.1");
-    static access_policy access;
-    if (access_policy_build(&access, &config, error, sizeof error) != 0) {
+    if (access_policy_build(&serve_access, &config, error, sizeof error) != 0) {
         fprintf(stderr, "herald: %s\n", error);
         server_config_free(&config);
         return 2;
     }
-    bool keys = access_keys_configured(&access);
+    bool keys = access_keys_configured(&serve_access);
     if (!keys && !host_is_loopback(config.listen_host)) {
         if (!config.insecure) {
             fprintf(stderr,
@@ -64,7 +74,7 @@ static int serve_main(int argc, char **argv) {
                     "publish and manage herald. Set --api-key (or HERALD_API_KEYS), listen on 127.0.0.1, "
                     "or pass --insecure to accept that.\n",
                     config.listen_host);
-            access_policy_free(&access);
+            access_policy_free(&serve_access);
             server_config_free(&config);
             return 2;
         }
@@ -74,7 +84,7 @@ static int serve_main(int argc, char **argv) {
         fprintf(stderr, "herald: warning: no API keys are configured; listening on loopback only, open to local "
                         "clients.\n");
     }
-    if (keys && !access_tokens_configured(&access))
+    if (keys && !access_tokens_configured(&serve_access))
         fprintf(stderr, "herald: note: no --jwt-secret: subscribing (polling, SSE, WebSocket) is open to anyone "
                         "who can reach herald; publishing and management need a key.\n");
     if (config.jwt_secret && strlen(config.jwt_secret) < 32)
@@ -109,9 +119,26 @@ static int serve_main(int argc, char **argv) {
         hub_destroy(h);
         return 1;
     }
-    static server s;
-    if (server_start(&s, loop, &config, st, h, &access, error, sizeof error) != 0) {
+    deliverer_options delivery = {
+        .timeout_ms = config.webhook_timeout_ms,
+        .retry_schedule = config.webhook_retry_schedule,
+        .concurrency = config.webhook_concurrency,
+        .endpoint_concurrency = config.webhook_endpoint_concurrency,
+        .allow_private = config.webhook_allow_private,
+    };
+    deliverer *webhooks = NULL;
+    if (deliverer_create(loop, st, &delivery, &webhooks, error, sizeof error) != 0) {
         fprintf(stderr, "herald: %s\n", error);
+        store_close(st);
+        uv_run(loop, UV_RUN_DEFAULT);
+        hub_destroy(h);
+        source_registry_close(sources);
+        return 2;
+    }
+    static server s;
+    if (server_start(&s, loop, &config, st, h, &serve_access, error, sizeof error) != 0) {
+        fprintf(stderr, "herald: %s\n", error);
+        deliverer_stop(webhooks);
         store_close(st);
         uv_walk(loop, close_walk, NULL);
         uv_run(loop, UV_RUN_DEFAULT);
@@ -120,12 +147,15 @@ static int serve_main(int argc, char **argv) {
         return 1;
     }
     s.sources = sources; /* requests arrive only once the loop runs */
+    /* The deliverer finishes its attempts before the store closes (server_begin_shutdown). */
+    server_on_shutdown(&s, deliverer_stop, webhooks);
+    deliverer_start(webhooks);
     uv_run(loop, UV_RUN_DEFAULT);
     hub_destroy(h);
     ws_session_cleanup();
     source_registry_close(sources);
     uv_loop_close(loop);
-    access_policy_free(&access);
+    access_policy_free(&serve_access);
     server_config_free(&config);
     fprintf(stderr, "herald: stopped\n");
     return 0;

@@ -168,7 +168,8 @@ static void on_deleted(void *context, int status, uint64_t count) {
     connection_release(c);
 }
 
-static void answer_queued(connection *c, int status, uint64_t count, const char *not_found_message) {
+static void answer_queued(connection *c, int status, uint64_t count,
+                          const char *not_found_message) {
     if (connection_is_closing(c)) return;
     if (status == STORE_OUTBOX_OK) {
         text body;
@@ -204,7 +205,8 @@ static bool json_content_type(const char *content_type) {
     while (length > 0 && (content_type[length - 1] == ' ' || content_type[length - 1] == '\t'))
         length--;
     return (length == 16 && strncasecmp(content_type, "application/json", 16) == 0) ||
-           (length == 33 && strncasecmp(content_type, "application/x-www-form-urlencoded", 33) == 0) ||
+           (length == 33 &&
+            strncasecmp(content_type, "application/x-www-form-urlencoded", 33) == 0) ||
            (length > 17 && strncasecmp(content_type, "application/", 12) == 0 &&
             strncasecmp(content_type + length - 5, "+json", 5) == 0);
 }
@@ -287,8 +289,9 @@ static bool decode_string(json_span value, text *out) {
 }
 
 /* A JSON array of 1..max strings each accepted by valid, re-encoded canonically into out. */
-static bool read_names(connection *c, json_span value, size_t max, bool (*valid)(const char *, size_t),
-                       const char *code, const char *message, text *out) {
+static bool read_names(connection *c, json_span value, size_t max,
+                       bool (*valid)(const char *, size_t), const char *code, const char *message,
+                       text *out) {
     if (json_kind_of(value) != JSON_KIND_ARRAY) return bad(c, code, message);
     json_span element;
     size_t cursor = 0, count = 0;
@@ -326,7 +329,8 @@ static bool read_input(api_request *r, json_span object, bool create, webhook_in
         if (json_string_equals(key, "url")) {
             text_clear(&in->url);
             if (!decode_string(value, &in->url))
-                return bad(c, "invalid_url", "url must be a string: the http(s) URL to deliver to.");
+                return bad(c, "invalid_url",
+                           "url must be a string: the http(s) URL to deliver to.");
             in->has_url = true;
         } else if (json_string_equals(key, "topics")) {
             text_clear(&in->topics);
@@ -528,7 +532,8 @@ static void handle_rotate(api_request *r, const char *id) {
     }
     if (ok) {
         connection_hold(c);
-        if (store_webhook_rotate_secret(r->server->store, id, secret.length ? secret.data : generated,
+        if (store_webhook_rotate_secret(r->server->store, id,
+                                        secret.length ? secret.data : generated,
                                         DELIVERER_SECRET_OVERLAP_MS, on_rotated, c) != 0)
             not_queued(c);
         else
@@ -700,8 +705,8 @@ static void handle_replay(api_request *r, const char *id) {
 #define MAX_SEGMENT 64
 
 /* Splits "/a/b/c" into segments; false when there are too many, or one is empty or too long. */
-static bool split_path(const char *rest, size_t length, char segments[MAX_SEGMENTS][MAX_SEGMENT + 1],
-                       size_t *count) {
+static bool split_path(const char *rest, size_t length,
+                       char segments[MAX_SEGMENTS][MAX_SEGMENT + 1], size_t *count) {
     *count = 0;
     size_t i = 0;
     while (i < length) {

@@ -17,7 +17,7 @@
 #define DEFAULT_AGE_MS (24 * 60 * 60 * 1000LL)
 #define DEFAULT_MAINTENANCE_MS (60 * 1000LL)
 #define MAX_AGE_MS (1000LL * 60 * 60 * 24 * 365 * 1000) /* a thousand years */
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2                                /* 2: the webhook outbox */
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value NOT NULL) WITHOUT ROWID;"
@@ -186,7 +186,12 @@ static void complete_group(store *s, store_group *g) {
         };
         if (r->callback) r->callback(r->context, &result);
     }
+    if (g->ok) store_outbox_notify(s, g);
     size_t done = g->request_count;
+    for (store_job *j = g->jobs; j; j = j->next) {
+        if (j->done) j->done(j->context, j->status);
+        done++;
+    }
     if (g->maintenance_finished) {
         s->maintenance_in_flight = false;
         done++;
@@ -281,6 +286,28 @@ int store_publish(store *s, const store_item *items, size_t count, const char *i
     else
         s->queue_head = r;
     s->queue_tail = r;
+    if (s->writer_waiting) uv_cond_signal(&s->cond);
+    uv_mutex_unlock(&s->mutex);
+    return 0;
+}
+
+/* ---- jobs ------------------------------------------------------------------------------- */
+
+int store_run(store *s, store_job_function run, store_job_done done, void *context) {
+    if (s->closing || !run) return -1;
+    store_job *j = calloc(1, sizeof *j);
+    if (!j) return -1;
+    j->run = run;
+    j->done = done;
+    j->context = context;
+    j->status = STORE_JOB_FAILED;
+    outstanding_add(s);
+    uv_mutex_lock(&s->mutex);
+    if (s->job_tail)
+        s->job_tail->next = j;
+    else
+        s->job_head = j;
+    s->job_tail = j;
     if (s->writer_waiting) uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->mutex);
     return 0;
@@ -471,6 +498,14 @@ static int load_meta(store *s, char *error, size_t error_size) {
                  version);
         goto fail;
     }
+    if (store_outbox_schema(db, error, error_size)) goto fail;
+    /* An older herald would ignore the outbox (and lose deliveries): mark the store as newer. */
+    if (version > 0 && version < SCHEMA_VERSION) {
+        char sql[96];
+        snprintf(sql, sizeof sql, "UPDATE meta SET value = %d WHERE key = 'schema_version'",
+                 SCHEMA_VERSION);
+        if (exec(db, sql, error, error_size)) goto fail;
+    }
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'epoch'", -1, &st, NULL))
         goto db_fail;
@@ -552,6 +587,8 @@ static void close_databases(store *s) {
         sqlite3_finalize(s->read_statements[i]);
         s->read_statements[i] = NULL;
     }
+    store_outbox_finalize(s);
+    store_outbox_free_filters(s);
     sqlite3_close(s->reader);
     s->reader = NULL;
     store_writer_finalize(s);
@@ -659,6 +696,12 @@ int store_open(uv_loop_t *loop, const store_options *options, store **out, char 
                      sqlite3_errmsg(s->reader));
             goto fail;
         }
+    }
+    if (store_outbox_prepare(s, error, error_size)) goto fail;
+    if (store_outbox_load_filters(s) != SQLITE_OK) {
+        snprintf(error, error_size, "could not load the webhook endpoints: %s",
+                 sqlite3_errmsg(s->writer));
+        goto fail;
     }
 
     uv_async_init(loop, &s->async, on_async);

@@ -90,6 +90,25 @@ int store_publish(store *s, const store_item *items, size_t count, const char *i
 int store_read(store *s, const char *const *topics, size_t topic_count, uint64_t after_id,
                bool newest, size_t limit, event_list *out);
 
+/* ---- jobs on the writer thread ----------------------------------------------------------
+ * A general way to change the database without blocking the loop: run() is called on the writer
+ * thread with the writer's connection, inside the transaction of the next group (shared with
+ * publishes and other jobs, so many jobs cost one fsync), wrapped in its own SAVEPOINT. It returns
+ * 0 to keep its changes or any other value to have them rolled back (the rest of the transaction
+ * goes on); it must not touch loop state or start/end transactions itself. done() is then called
+ * on the loop with run's value once the transaction has committed — a read on the loop sees the
+ * changes by then — or with STORE_JOB_FAILED when it did not commit (disk full, I/O error; run's
+ * changes are then gone even if it returned 0). Jobs run in the order they were queued (within a
+ * transaction, queued jobs run before the group's publishes).
+ * context belongs to the caller; the store only passes it along. Returns 0, or -1 when the store
+ * is closing or memory ran out (then neither run nor done is called). store_close runs every
+ * queued job and calls its done before returning. */
+#define STORE_JOB_FAILED (-1000)
+struct sqlite3;
+typedef int (*store_job_function)(struct sqlite3 *db, void *context);
+typedef void (*store_job_done)(void *context, int status);
+int store_run(store *s, store_job_function run, store_job_done done, void *context);
+
 const char *store_epoch(const store *s); /* 8 lowercase hex digits */
 uint64_t store_head_id(const store *s);  /* newest id handed back to the loop (0: none yet) */
 const store_topic *store_find_topic(const store *s, const char *name); /* NULL: never used */

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 
 #include "core/text.h"
+#include "store/outbox.h"
 #include "store/store.h"
 
 /* At most this many events are committed in one transaction (a request is never split; one
@@ -21,6 +22,19 @@
 /* Age trimming and key expiry delete at most this many rows per transaction; the rest continue in
  * the next transaction, after the publishes queued meanwhile. */
 #define STORE_MAINTENANCE_CHUNK 5000
+/* At most this many store_run jobs share one transaction. */
+#define STORE_GROUP_MAX_JOBS 1024
+
+/* A store_run job: queued by the loop, run by the writer inside a group's transaction, completed
+ * on the loop. Owned by the queue, then the writer, then the group, then the loop (freed after
+ * done ran). */
+typedef struct store_job {
+    struct store_job *next;
+    store_job_function run;
+    store_job_done done;
+    void *context;
+    int status; /* run's result, or STORE_JOB_FAILED when the transaction did not commit */
+} store_job;
 
 typedef struct store_request {
     struct store_request *next;
@@ -59,7 +73,29 @@ typedef struct store_group {
     text names;
     bool maintenance;          /* a maintenance transaction (no requests) */
     bool maintenance_finished; /* the last transaction of one maintenance run */
+    store_job *jobs;           /* run in this transaction, in queue order, owned */
+    /* Webhook endpoints (keys) that got new deliveries in this transaction, each once. */
+    uint64_t *outbox_keys;
+    size_t outbox_key_count;
+    size_t outbox_key_capacity;
 } store_group;
+
+/* The writer's copy of one enabled endpoint's filters (see store_outbox.c). Patterns and types
+ * are spans into strings. */
+typedef struct store_hook_span {
+    size_t offset;
+    size_t length;
+} store_hook_span;
+
+typedef struct store_hook_filter {
+    uint64_t key;
+    uint64_t mark; /* the transaction that last queued a delivery for it */
+    store_hook_span *topics;
+    size_t topic_count;
+    store_hook_span *types; /* NULL: every type */
+    size_t type_count;
+    char *strings;
+} store_hook_filter;
 
 typedef struct store_topic_entry {
     store_topic topic; /* topic.name points at name */
@@ -94,7 +130,33 @@ enum {
     STORE_W_OLDEST,
     STORE_W_DELETE_THROUGH,
     STORE_W_EXPIRE_KEYS,
+    STORE_W_SAVEPOINT,
+    STORE_W_RELEASE,
+    STORE_W_ROLLBACK_TO,
     STORE_W_STATEMENTS
+};
+
+/* Statements of the outbox (store_outbox.c), on the writer connection. */
+enum {
+    STORE_O_INSERT_BODY,
+    STORE_O_INSERT_DELIVERY,
+    STORE_O_INSERT_ATTEMPT,
+    STORE_O_UPDATE_DELIVERY,
+    STORE_O_PRUNE_DELIVERIES,
+    STORE_O_PRUNE_ATTEMPTS,
+    STORE_O_PRUNE_BODY,
+    STORE_O_STATEMENTS
+};
+
+/* Reads of the outbox, on the read connection (loop thread). */
+enum {
+    STORE_OR_WEBHOOK_BY_ID,
+    STORE_OR_WEBHOOKS,
+    STORE_OR_DUE,
+    STORE_OR_NEXT_DUE,
+    STORE_OR_DELIVERIES_BY_STATUS,
+    STORE_OR_ATTEMPTS,
+    STORE_OR_STATEMENTS
 };
 
 struct store {
@@ -117,6 +179,9 @@ struct store {
     uint64_t head_id;
     store_commit_listener listener;
     void *listener_context;
+    store_outbox_listener outbox_listener;
+    void *outbox_listener_context;
+    sqlite3_stmt *outbox_read_statements[STORE_OR_STATEMENTS];
     uv_async_t async;
     uv_timer_t timer;
     int open_handles;
@@ -133,6 +198,8 @@ struct store {
     uv_cond_t cond;
     store_request *queue_head;
     store_request *queue_tail;
+    store_job *job_head;
+    store_job *job_tail;
     bool maintenance_requested;
     bool stopping;
     bool writer_waiting;
@@ -145,8 +212,13 @@ struct store {
     bool thread_started;
     sqlite3 *writer;
     sqlite3_stmt *write_statements[STORE_W_STATEMENTS];
+    sqlite3_stmt *outbox_statements[STORE_O_STATEMENTS];
     uint64_t last_id;
     int64_t last_time_ms;
+    store_hook_filter *hook_filters; /* enabled endpoints, in key order */
+    size_t hook_filter_count;
+    uint64_t hook_mark;      /* counts transactions, for store_hook_filter.mark */
+    bool hook_filters_stale; /* a job changed the endpoints: reload before using the filters */
 
     /* Test hooks and counters (atomics: read from the loop, written by the writer). */
     atomic_llong clock_offset_ms;
@@ -162,6 +234,30 @@ void store_writer_finalize(store *s);
 void store_writer_main(void *arg);
 int64_t store_clock_ms(store *s);
 void store_group_free(store_group *g);
+
+/* store_outbox.c (writer thread unless noted) */
+/* Creates the outbox tables (inside load_meta's transaction). */
+int store_outbox_schema(sqlite3 *db, char *error, size_t error_size);
+int store_outbox_prepare(store *s, char *error, size_t error_size); /* both connections */
+void store_outbox_finalize(store *s);
+void store_outbox_free_filters(store *s);
+/* Loads the enabled endpoints' filters from the writer connection: SQLITE_OK or an error. */
+int store_outbox_load_filters(store *s);
+/* Queues a delivery for every enabled endpoint matching each of the group's events, in the
+ * group's transaction: SQLITE_OK or an error code. */
+int store_outbox_enqueue(store *s, store_group *g, int64_t now_ms);
+/* One chunk of pruning finished deliveries older than the retention: SQLITE_OK or an error;
+ * *more when another chunk is due. */
+int store_outbox_maintain(store *s, int64_t now_ms, bool *more);
+/* The columns store_webhook_from_row reads, in its order. */
+#define STORE_WEBHOOK_COLUMNS                                                                      \
+    "SELECT key, id, url, topics, types, description, enabled, created_ms, secret,"                \
+    " previous_secret, previous_secret_until_ms FROM webhooks "
+/* A store_webhook from a row of STORE_WEBHOOK_COLUMNS; NULL when out of memory. */
+store_webhook *store_webhook_from_row(sqlite3_stmt *st);
+extern const char *const store_outbox_read_sql[STORE_OR_STATEMENTS]; /* store_outbox_read.c */
+/* Loop thread: tells the outbox listener about a committed group's new deliveries. */
+void store_outbox_notify(store *s, const store_group *g);
 
 /* Test-only hooks. */
 typedef struct store_statistics {

@@ -29,6 +29,9 @@ static const char *const write_sql[STORE_W_STATEMENTS] = {
     [STORE_W_DELETE_THROUGH] = "DELETE FROM events WHERE id <= ?1",
     [STORE_W_EXPIRE_KEYS] = "DELETE FROM idempotency WHERE rowid IN (SELECT rowid FROM "
                             "idempotency WHERE created_ms < ?1 LIMIT ?2)",
+    [STORE_W_SAVEPOINT] = "SAVEPOINT store_job",
+    [STORE_W_RELEASE] = "RELEASE store_job",
+    [STORE_W_ROLLBACK_TO] = "ROLLBACK TO store_job",
 };
 
 int store_writer_prepare(store *s, char *error, size_t error_size) {
@@ -68,8 +71,15 @@ void store_group_free(store_group *g) {
         free(r);
         r = next;
     }
+    store_job *j = g->jobs;
+    while (j) {
+        store_job *next = j->next;
+        free(j);
+        j = next;
+    }
     free(g->events);
     free(g->updates);
+    free(g->outbox_keys);
     text_free(&g->names);
     free(g);
 }
@@ -259,20 +269,39 @@ static bool update_topics(store *s, store_group *g, writer_failure *f) {
     return ok;
 }
 
+/* Runs the group's jobs, each in its own savepoint. false when the transaction itself failed. */
+static bool run_jobs(store *s, store_group *g, writer_failure *f) {
+    for (store_job *j = g->jobs; j; j = j->next) {
+        if (!run(s, STORE_W_SAVEPOINT, f)) return false;
+        j->status = j->run(s->writer, j->context);
+        /* Some errors (full disk, I/O, out of memory) roll the whole transaction back. */
+        if (sqlite3_get_autocommit(s->writer)) return fail(s, f, SQLITE_ABORT);
+        if (j->status != 0 && !run(s, STORE_W_ROLLBACK_TO, f)) return false;
+        if (!run(s, STORE_W_RELEASE, f)) return false;
+    }
+    /* A job changed the endpoints: the publishes of this transaction use the new filters. */
+    if (s->hook_filters_stale) {
+        int rc = store_outbox_load_filters(s);
+        if (rc != SQLITE_OK) return fail(s, f, rc);
+    }
+    return true;
+}
+
 static store_group *commit_group(store *s, store_request *requests, size_t request_count,
-                                 size_t event_count) {
+                                 size_t event_count, store_job *jobs) {
     store_group *g = calloc(1, sizeof *g);
     if (!g) return NULL; /* the caller puts the requests back and retries */
+    g->requests = requests;
+    g->request_count = request_count;
+    g->jobs = jobs;
+    for (store_job *j = jobs; j; j = j->next)
+        j->status = STORE_JOB_FAILED;
     event **events = malloc((event_count ? event_count : 1) * sizeof *events);
     if (!events) {
-        g->requests = requests;
-        g->request_count = request_count;
         snprintf(g->error_message, sizeof g->error_message,
                  "The event store is out of memory; nothing was stored.");
         return g;
     }
-    g->requests = requests;
-    g->request_count = request_count;
     g->events = events;
     text_init(&g->names);
     apply_page_limit(s);
@@ -281,10 +310,16 @@ static store_group *commit_group(store *s, store_request *requests, size_t reque
     int64_t now = store_clock_ms(s);
     if (now < s->last_time_ms) now = s->last_time_ms;
     writer_failure f = {0};
+    s->hook_mark++;
     bool ok = run(s, STORE_W_BEGIN, &f);
+    if (ok && jobs) ok = run_jobs(s, g, &f);
     for (store_request *r = requests; ok && r; r = r->next) {
         if (r->key && !check_key(s, r, now, &f)) ok = false;
         if (ok && !r->replayed) ok = store_request_events(s, g, r, now, &f);
+    }
+    if (ok && g->event_count) {
+        int rc = store_outbox_enqueue(s, g, now);
+        if (rc != SQLITE_OK) ok = fail(s, &f, rc);
     }
     if (ok) ok = update_topics(s, g, &f);
     if (ok && s->last_id != saved_last_id) {
@@ -292,7 +327,7 @@ static store_group *commit_group(store *s, store_request *requests, size_t reque
         ok = run(s, STORE_W_SET_LAST_ID, &f);
     }
     if (ok) ok = run(s, STORE_W_COMMIT, &f);
-    atomic_fetch_add(&s->transactions, 1);
+    if (request_count) atomic_fetch_add(&s->transactions, 1);
     atomic_fetch_add(&s->grouped_requests, request_count);
     unsigned long long max = atomic_load(&s->max_group_requests);
     while (request_count > max &&
@@ -307,6 +342,14 @@ static store_group *commit_group(store *s, store_request *requests, size_t reque
     }
     rollback(s);
     s->last_id = saved_last_id;
+    for (store_job *j = jobs; j; j = j->next)
+        j->status = STORE_JOB_FAILED;
+    g->outbox_key_count = 0;
+    /* The filters may hold what a rolled-back job wrote: read them again from the database. */
+    if (jobs) s->hook_filters_stale = true;
+    if (s->hook_filters_stale && store_outbox_load_filters(s) != SQLITE_OK)
+        fprintf(stderr, "herald: could not reload the webhook filters: %s\n",
+                sqlite3_errmsg(s->writer));
     for (store_request *r = requests; r; r = r->next) {
         buffer_release(r->receipt);
         r->receipt = NULL;
@@ -420,6 +463,12 @@ static store_group *maintain(store *s, bool *more) {
         }
     }
     if (ok) {
+        bool more_deliveries = false;
+        int rc = store_outbox_maintain(s, now, &more_deliveries);
+        if (rc != SQLITE_OK) ok = fail(s, &f, rc);
+        if (more_deliveries) *more = true;
+    }
+    if (ok) {
         sqlite3_stmt *st = s->write_statements[STORE_W_EXPIRE_KEYS];
         sqlite3_bind_int64(st, 1, now - s->idempotency_ttl_ms);
         sqlite3_bind_int64(st, 2, STORE_MAINTENANCE_CHUNK);
@@ -445,13 +494,25 @@ void store_writer_main(void *arg) {
     store *s = arg;
     uv_mutex_lock(&s->mutex);
     for (;;) {
-        while ((!s->queue_head && !s->maintenance_requested && !s->stopping) ||
+        while ((!s->queue_head && !s->job_head && !s->maintenance_requested && !s->stopping) ||
                (s->writer_paused && !s->stopping)) {
             s->writer_waiting = true;
             uv_cond_wait(&s->cond, &s->mutex);
             s->writer_waiting = false;
         }
-        if (!s->queue_head && s->stopping) break;
+        if (!s->queue_head && !s->job_head && s->stopping) break;
+        /* Take the queued jobs, up to STORE_GROUP_MAX_JOBS. */
+        store_job *jobs = s->job_head, *last_job = NULL;
+        size_t job_count = 0;
+        for (store_job *j = s->job_head; j && job_count < STORE_GROUP_MAX_JOBS; j = j->next) {
+            job_count++;
+            last_job = j;
+        }
+        if (last_job) {
+            s->job_head = last_job->next;
+            if (!s->job_head) s->job_tail = NULL;
+            last_job->next = NULL;
+        }
         /* Take every queued request, up to STORE_GROUP_MAX_EVENTS events. */
         store_request *taken = s->queue_head, *last = NULL;
         size_t request_count = 0, event_count = 0;
@@ -473,8 +534,8 @@ void store_writer_main(void *arg) {
         uv_mutex_unlock(&s->mutex);
 
         bool requeue = false, retry = false, more = false;
-        if (taken) {
-            store_group *g = commit_group(s, taken, request_count, event_count);
+        if (taken || jobs) {
+            store_group *g = commit_group(s, taken, request_count, event_count, jobs);
             if (g)
                 post(s, g);
             else
@@ -490,10 +551,15 @@ void store_writer_main(void *arg) {
 
         uv_mutex_lock(&s->mutex);
         if (more) s->maintenance_requested = true;
-        if (requeue) { /* out of memory for the group itself: put it back, wait a bit */
+        if (requeue && taken) { /* out of memory for the group itself: put it back, wait */
             last->next = s->queue_head;
             s->queue_head = taken;
             if (!s->queue_tail) s->queue_tail = last;
+        }
+        if (requeue && jobs) {
+            last_job->next = s->job_head;
+            s->job_head = jobs;
+            if (!s->job_tail) s->job_tail = last_job;
         }
         if (retry) {
             uv_mutex_unlock(&s->mutex);
