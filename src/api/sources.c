@@ -248,14 +248,6 @@ static bool body_string_member(const text *minified, const char *member, text *o
     return false;
 }
 
-/* Stores the event unless the key was seen; the key's record lives as long as the store keeps
- * idempotency records. */
-static int store_publish_deduplicated(store *st, const store_item *item, const char *key, size_t key_length,
-                                      int64_t ttl_ms, store_publish_callback callback, void *context) {
-    (void)ttl_ms;
-    return store_publish(st, item, 1, key, key_length, false, callback, context);
-}
-
 static void on_hook_stored(void *context, const store_publish_result *result) {
     connection *c = context;
     if (!connection_is_closing(c)) {
@@ -367,8 +359,8 @@ void api_handle_hook(api_request *r, const char *name_in_path, size_t name_lengt
         goto done;
     }
     connection_hold(c);
-    if (store_publish_deduplicated(r->server->store, &item, key.length ? key.data : NULL, key.length,
-                                   DEDUPLICATION_TTL_MS, on_hook_stored, c) != 0) {
+    if (store_publish_keyed(r->server->store, &item, 1, key.length ? key.data : NULL, key.length,
+                            DEDUPLICATION_TTL_MS, false, on_hook_stored, c) != 0) {
         connection_release(c);
         connection_respond_error(c, 503, "unavailable", "The store is not accepting events.", NULL);
         goto done;

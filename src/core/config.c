@@ -38,7 +38,7 @@ static const option options[] = {
     {"jwt-secret", OPTION_STRING, FIELD(jwt_secret), "HS256 secret of subscriber/publisher tokens (JWT)", NULL},
     {"webhook-timeout", OPTION_DURATION, FIELD(webhook_timeout_ms), "time allowed for one webhook attempt (default 15s)", NULL},
     {"webhook-retry-schedule", OPTION_STRING, FIELD(webhook_retry_schedule), "delays between webhook attempts (default 5s,5m,30m,2h,5h,10h,10h)", NULL},
-    {"webhook-concurrency", OPTION_COUNT, FIELD(webhook_concurrency), "webhook attempts in flight at once (default 64)", NULL},
+    {"webhook-concurrency", OPTION_COUNT, FIELD(webhook_concurrency), "webhook attempts making progress at once; one waiting over 1s stops counting (default 64)", NULL},
     {"webhook-endpoint-concurrency", OPTION_COUNT, FIELD(webhook_endpoint_concurrency), "webhook attempts in flight per endpoint (default 4)", NULL},
     {"webhook-allow-private", OPTION_FLAG, FIELD(webhook_allow_private), "allow webhook URLs on loopback/private addresses", NULL},
     {"cors-origin", OPTION_LIST, FIELD(cors_origins), "allowed browser origin, e.g. https://app.example (repeatable, or *)", "HERALD_CORS_ORIGINS"},

@@ -243,6 +243,13 @@ void store_test_run_maintenance(store *s) {
 int store_publish(store *s, const store_item *items, size_t count, const char *idempotency_key,
                   size_t idempotency_key_length, bool batch, store_publish_callback callback,
                   void *context) {
+    return store_publish_keyed(s, items, count, idempotency_key, idempotency_key_length, 0, batch,
+                               callback, context);
+}
+
+int store_publish_keyed(store *s, const store_item *items, size_t count, const char *idempotency_key,
+                        size_t idempotency_key_length, int64_t key_ttl_ms, bool batch,
+                        store_publish_callback callback, void *context) {
     if (s->closing || !items || count == 0 || count > (1u << 20) ||
         idempotency_key_length > INT32_MAX)
         return -1;
@@ -278,6 +285,7 @@ int store_publish(store *s, const store_item *items, size_t count, const char *i
         memcpy(r->key, idempotency_key, idempotency_key_length);
         r->key[idempotency_key_length] = '\0';
         r->key_length = idempotency_key_length;
+        r->key_ttl_ms = key_ttl_ms;
     }
     outstanding_add(s);
     uv_mutex_lock(&s->mutex);

@@ -45,6 +45,7 @@ typedef struct store_request {
     buffer *receipt; /* set by the writer; owned */
     char *key;       /* NULL: none; points into this allocation */
     size_t key_length;
+    int64_t key_ttl_ms; /* how long the key is remembered; 0: the store's idempotency TTL */
     size_t count;
     event *events[]; /* owned references; ids and times set by the writer */
 } store_request;
