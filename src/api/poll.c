@@ -93,6 +93,7 @@ static poll_outcome poll_answer(poll_state *p, bool may_wait, bool timed_out) {
 
 static void poll_finish(connection *c, bool timed_out) {
     poll_state *p = c->handler_state;
+    if (!p) return;
     /* The state goes before the answer: answering hands the connection back to the parser. */
     c->handler_state = NULL;
     p->connection = c;

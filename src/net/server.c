@@ -48,14 +48,23 @@ bool connection_is_closing(const connection *c) {
     return c->closing;
 }
 
-void connection_close(connection *c) {
-    if (c->closing) return;
-    c->closing = true;
+/* Leaves the server's list and count: a connection that only lingers or closes no longer
+ * takes a --max-connections slot or a part in shutdown. */
+static void connection_unlist(connection *c) {
+    if (c->unlisted) return;
+    c->unlisted = true;
     server *s = c->server;
     if (c->previous) c->previous->next = c->next;
     else s->connections = c->next;
     if (c->next) c->next->previous = c->previous;
+    /* c's own links stay: a walk of the list that is standing on c can still step on. */
     s->connection_count--;
+}
+
+void connection_close(connection *c) {
+    if (c->closing) return;
+    c->closing = true;
+    connection_unlist(c);
     if (c->handler && c->handler->closed) c->handler->closed(c);
     c->handler = NULL;
     c->open_handles = 2;
@@ -63,10 +72,41 @@ void connection_close(connection *c) {
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
+static void connection_set_timer(connection *c, connection_timer_kind kind, int64_t timeout_ms);
+
+static void on_linger_shutdown(uv_shutdown_t *request, int status) {
+    connection *c = request->data;
+    free(request);
+    if (status != 0 && !c->closing) connection_close(c);
+    connection_release(c);
+}
+
+/* After a final answer: half-close, so the client reads the whole answer, and drain what it
+ * still sends until it closes too (or a second passes). Closing at once with unread request
+ * bytes would make the kernel send a reset that can destroy the answer before it is read. */
+static void connection_linger(connection *c) {
+    if (c->lingering || c->closing) return;
+    c->lingering = true;
+    connection_unlist(c);
+    uv_shutdown_t *request = malloc(sizeof *request);
+    if (!request) {
+        connection_close(c);
+        return;
+    }
+    request->data = c;
+    connection_hold(c);
+    if (uv_shutdown(request, (uv_stream_t *)&c->tcp, on_linger_shutdown) != 0) {
+        free(request);
+        connection_release(c);
+        connection_close(c);
+        return;
+    }
+    connection_set_timer(c, TIMER_LINGER, 1000);
+}
+
 void connection_close_after_flush(connection *c) {
     c->close_after_flush = true;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    if (c->queue_count == 0 && c->writes_in_flight == 0) connection_close(c);
+    if (c->queue_count == 0 && c->writes_in_flight == 0) connection_linger(c);
 }
 
 /* ---- timers ---- */
@@ -75,6 +115,10 @@ static void on_timer(uv_timer_t *timer) {
     connection *c = timer->data;
     connection_timer_kind kind = c->timer_kind;
     c->timer_kind = TIMER_NONE;
+    if (kind == TIMER_LINGER) {
+        connection_close(c);
+        return;
+    }
     if (kind == TIMER_HANDLER) {
         if (c->handler && c->handler->timer) c->handler->timer(c);
         return;
@@ -291,7 +335,7 @@ static void connection_flush(connection *c) {
         c->write_request = NULL;
     }
     if (c->close_after_flush) {
-        connection_close(c);
+        connection_linger(c);
         return;
     }
     if (c->handler && c->handler->drained) c->handler->drained(c);
@@ -337,6 +381,9 @@ void connection_respond(connection *c, int status, const char *content_type, con
     connection_write(c, b);
     buffer_release(b);
     if (!keep_alive) {
+        /* The answer ends the handler (it has cleaned up), and with it the connection. */
+        c->handler = NULL;
+        c->handler_state = NULL;
         connection_close_after_flush(c);
         return;
     }
@@ -494,7 +541,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         connection_close(c);
         return;
     }
-    if (nread == 0 || c->closing) return;
+    if (nread == 0 || c->closing || c->close_after_flush) return; /* a closing client's last words are dropped */
     if (c->handler && c->handler->data) {
         connection_hold(c);
         c->handler->data(c, buf->base, (size_t)nread);

@@ -34,6 +34,7 @@ typedef enum connection_timer_kind {
     TIMER_IDLE,
     TIMER_BODY,
     TIMER_HANDLER, /* owned by the handler (long-poll wait) */
+    TIMER_LINGER,  /* half-closed after a final answer: waiting for the client's end */
 } connection_timer_kind;
 
 typedef struct write_entry {
@@ -66,6 +67,8 @@ struct connection {
     connection_timer_kind timer_kind;
     bool closing;
     bool close_after_flush;
+    bool lingering;
+    bool unlisted; /* out of the server's list (closing or lingering) */
     bool continue_sent;
     bool in_input_processing;
     bool dirty;
