@@ -1,8 +1,9 @@
 /*
- * herald-load: a load generator for herald and its peers (Nchan).
+ * herald-load: a load generator for herald and its peers (Nchan, a Node `ws` server).
  *
  *   herald-load sse      -n SUBS -m EVENTS [options]   SSE fan-out
  *   herald-load longpoll -n SUBS -m EVENTS [options]   long-poll fan-out
+ *   herald-load ws       -n SUBS -m EVENTS [options]   WebSocket fan-out
  *   herald-load pub      -m EVENTS --publishers W      publish throughput (no subscribers)
  *
  * Subscribers live in forked child processes (--procs), each with its own epoll loop; the
@@ -13,7 +14,9 @@
  * connections, their buffers and the bitmaps are allocated once, before the run.
  *
  * A protocol is a struct proto (request builder plus response callbacks) over one small HTTP/1.1
- * response reader; a new one (e.g. WebSocket) is a new struct proto and a case in main().
+ * response reader; a new one is a new struct proto and a case in main(). WebSocket is one: its
+ * on_head accepts the 101 and marks the connection upgraded, and every later byte goes to its
+ * frame parser (links with zlib for --ws-deflate).
  *
  * At the end it prints one line of JSON on stdout (progress and errors go to stderr).
  */
@@ -41,6 +44,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define MAX_PROCS 64
 #define MAX_PIDS 16
@@ -104,8 +108,9 @@ static double hist_pct_ms(const uint64_t *h, double p) {
 
 /* ------------------------------------------------------------------ options */
 
-enum mode { MODE_SSE, MODE_LONGPOLL, MODE_PUB };
-enum target { T_HERALD, T_NCHAN };
+enum mode { MODE_SSE, MODE_LONGPOLL, MODE_PUB, MODE_WS };
+enum target { T_HERALD, T_NCHAN, T_NODE };
+static const char *const target_names[] = {"herald", "nchan", "node"};
 
 static struct {
     enum mode mode;
@@ -134,10 +139,15 @@ static struct {
     pid_t pids[MAX_PIDS];
     const char *label;
     bool progress;
+    bool ws_json;    /* herald: the /v1/ws JSON protocol instead of raw /v1/topics/{t}/ws */
+    bool ws_deflate; /* offer permessage-deflate (no context takeover either way) */
 } opt;
 
 static const char *mode_name(void) {
-    return opt.mode == MODE_SSE ? "sse" : opt.mode == MODE_LONGPOLL ? "longpoll" : "pub";
+    return opt.mode == MODE_SSE        ? "sse"
+           : opt.mode == MODE_LONGPOLL ? "longpoll"
+           : opt.mode == MODE_WS       ? "ws"
+                                       : "pub";
 }
 
 /* ------------------------------------------------------------------ shared stats */
@@ -154,6 +164,9 @@ struct stats {
     uint64_t dups;
     uint64_t out_of_range; /* a seq we never published */
     uint64_t first_ns, last_ns, max_lat_ns;
+    uint64_t ws_deflate; /* WebSocket subscribers with permessage-deflate negotiated */
+    uint64_t ws_pings;   /* pings answered */
+    uint64_t ws_zmsgs;   /* compressed messages inflated */
     uint64_t ready_done; /* every connection attempt of this process resolved */
     uint64_t finished;
     double cpu_run_s; /* CPU used by the process from the start of publishing to the end */
@@ -188,6 +201,9 @@ static void stats_flush(bool with_hist) {
     ST(d->unique, st.unique);
     ST(d->dups, st.dups);
     ST(d->out_of_range, st.out_of_range);
+    ST(d->ws_deflate, st.ws_deflate);
+    ST(d->ws_pings, st.ws_pings);
+    ST(d->ws_zmsgs, st.ws_zmsgs);
     ST(d->first_ns, st.first_ns);
     ST(d->last_ns, st.last_ns);
     ST(d->max_lat_ns, st.max_lat_ns);
@@ -222,7 +238,7 @@ static void die(const char *fmt, ...) {
 /* ------------------------------------------------------------------ connections */
 
 enum cstate { C_CLOSED, C_CONNECTING, C_WRITING, C_READING, C_IDLE };
-enum hstate { H_HEAD, H_LEN, H_CSIZE, H_CDATA, H_CCRLF, H_CTRAILER, H_EOF };
+enum hstate { H_HEAD, H_LEN, H_CSIZE, H_CDATA, H_CCRLF, H_CTRAILER, H_EOF, H_UPGRADED };
 
 struct conn;
 
@@ -263,6 +279,17 @@ struct conn {
     char lastmod[48];
     /* publisher */
     uint64_t sent_ns;
+    /* WebSocket (after the 101, c->buf is reused: see WS_OUT_OFF and friends) */
+    bool upgraded;    /* set by on_head: the rest of the stream is WebSocket frames */
+    bool ws_accept;   /* Sec-WebSocket-Accept matched */
+    bool ws_deflate;  /* permessage-deflate negotiated */
+    bool ws_nctx;     /* ... with server_no_context_takeover */
+    bool ws_in_frame; /* header read, payload of ws_left bytes pending */
+    bool ws_fin, ws_msg, ws_z, ws_zover, ws_closing, ws_wout;
+    uint8_t ws_op, ws_hlen, ws_hneed, ws_match;
+    uint8_t ws_hdr[14];
+    uint16_t ws_clen, ws_zlen, ws_olen, ws_ooff;
+    uint64_t ws_left;
 };
 
 static int ep = -1;
@@ -271,6 +298,7 @@ static uint8_t *bitmap; /* per process: subs x events bits */
 static uint64_t bitmap_row;
 
 static void conn_close(struct conn *c);
+static void ws_flush_out(struct conn *c);
 static double self_cpu(int who);
 static void conn_want(struct conn *c, uint32_t events) {
     struct epoll_event ev = {.events = events, .data.ptr = c};
@@ -443,7 +471,11 @@ static void http_feed(struct conn *c, const char *p, size_t n) {
                 conn_close(c);
                 return;
             }
-            if (c->status == 204 || c->status == 304 || (c->status >= 100 && c->status < 200)) {
+            if (c->fd < 0) return;
+            if (c->upgraded) {
+                c->hstate = H_UPGRADED; /* 101: the bytes after the head are the new protocol */
+            } else if (c->status == 204 || c->status == 304 ||
+                       (c->status >= 100 && c->status < 200)) {
                 http_complete(c);
             } else if (c->chunked) {
                 c->hstate = H_CSIZE;
@@ -521,6 +553,7 @@ static void http_feed(struct conn *c, const char *p, size_t n) {
             break;
         }
         case H_EOF:
+        case H_UPGRADED:
             c->proto->on_body(c, p, n);
             n = 0;
             break;
@@ -569,6 +602,10 @@ static void conn_event(struct conn *c, uint32_t events) {
             conn_want(c, EPOLLIN);
         }
         return;
+    }
+    if ((events & EPOLLOUT) && c->hstate == H_UPGRADED && c->state == C_READING) {
+        ws_flush_out(c);
+        if (c->fd < 0) return;
     }
     if ((events & EPOLLOUT) && c->state == C_WRITING) {
         conn_flush(c);
@@ -923,6 +960,404 @@ static const struct proto proto_lp = {
     .on_close = lp_closed,
 };
 
+/* ------------------------------------------------------------------ protocol: WebSocket */
+
+/* RFC 6455 subscriber. The handshake uses the RFC's sample key, so the expected
+ * Sec-WebSocket-Accept is a constant. After the 101, c->buf (SUB_BUF_SIZE bytes) is reused:
+ *   [WS_OUT_OFF, +WS_OUT_CAP)   frames to the server not yet written (subscribe, pong, close)
+ *   [WS_CTL_OFF, +WS_CTL_CAP)   the payload of the control frame being read (<= 125 bytes)
+ *   [WS_Z_OFF, bufcap)          a compressed message being read (permessage-deflate), which is
+ *                               inflated when its last frame has arrived
+ * Server frames are parsed incrementally (7-, 16- and 64-bit lengths, fragmentation, control
+ * frames between fragments); an uncompressed text message goes straight through the value
+ * scanner, so nothing is buffered or allocated per message. */
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+#define WS_OUT_OFF 0u
+#define WS_OUT_CAP 256u
+#define WS_CTL_OFF 256u
+#define WS_CTL_CAP 128u
+#define WS_Z_OFF 384u
+#define WS_ZOUT_SIZE (64 * 1024)
+
+static z_stream ws_zs; /* one raw inflate stream per process, reset for every message */
+static bool ws_zs_ready;
+static char *ws_zout;
+static uint64_t ws_rng = 0x9e3779b97f4a7c15ull;
+
+static uint32_t ws_mask_key(void) { /* xorshift64: masks need not be strong for a benchmark */
+    ws_rng ^= ws_rng << 13;
+    ws_rng ^= ws_rng >> 7;
+    ws_rng ^= ws_rng << 17;
+    return (uint32_t)(ws_rng >> 16);
+}
+
+static int ws_request(struct conn *c) {
+    c->upgraded = c->ws_accept = c->ws_deflate = c->ws_nctx = false;
+    c->ws_in_frame = c->ws_msg = c->ws_closing = c->ws_wout = false;
+    c->ws_hlen = 0;
+    c->ws_olen = c->ws_ooff = 0;
+    int n = snprintf(c->buf, c->bufcap,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: " WS_KEY "\r\nSec-WebSocket-Version: 13\r\n%s%s"
+                     "User-Agent: herald-load\r\n\r\n",
+                     sub_path, host_hdr, opt.ws_json ? "Sec-WebSocket-Protocol: herald.v1\r\n" : "",
+                     opt.ws_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                      "server_no_context_takeover; client_no_context_takeover\r\n"
+                                    : "");
+    if (n <= 0 || (uint32_t)n >= c->bufcap) return -1;
+    c->wlen = (uint32_t)n;
+    return 0;
+}
+
+/* Does the comma/semicolon separated header value hold this token (case-insensitive)? */
+static bool has_token(const char *v, size_t vl, const char *tok) {
+    size_t tl = strlen(tok);
+    for (size_t i = 0; i + tl <= vl; i++) {
+        if (strncasecmp(v + i, tok, tl) != 0) continue;
+        bool start = i == 0 || v[i - 1] == ' ' || v[i - 1] == ';' || v[i - 1] == ',';
+        bool end = i + tl == vl || v[i + tl] == ' ' || v[i + tl] == ';' || v[i + tl] == ',' ||
+                   v[i + tl] == '=';
+        if (start && end) return true;
+    }
+    return false;
+}
+
+static void ws_header(struct conn *c, const char *name, size_t nl, const char *v, size_t vl) {
+    if (c->status != 101) return;
+    if (nl == 20 && strncasecmp(name, "sec-websocket-accept", nl) == 0) {
+        c->ws_accept = vl == strlen(WS_ACCEPT) && memcmp(v, WS_ACCEPT, vl) == 0;
+    } else if (nl == 24 && strncasecmp(name, "sec-websocket-extensions", nl) == 0) {
+        if (has_token(v, vl, "permessage-deflate")) {
+            c->ws_deflate = true;
+            c->ws_nctx = has_token(v, vl, "server_no_context_takeover");
+        }
+    }
+}
+
+static void ws_fail(struct conn *c, const char *what) {
+    note("subscriber %u: WebSocket: %s", c->idx, what);
+    st.protocol_errors++;
+    conn_close(c);
+}
+
+/* Writes what is queued in the out area; on a short write waits for EPOLLOUT. */
+static void ws_flush_out(struct conn *c) {
+    char *out = c->buf + WS_OUT_OFF;
+    while (c->ws_ooff < c->ws_olen) {
+        ssize_t w = send(c->fd, out + c->ws_ooff, c->ws_olen - c->ws_ooff, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN) {
+                if (!c->ws_wout) conn_want(c, EPOLLIN | EPOLLOUT);
+                c->ws_wout = true;
+                return;
+            }
+            note("send: %s", strerror(errno));
+            conn_close(c);
+            return;
+        }
+        c->ws_ooff += (uint16_t)w;
+    }
+    c->ws_olen = c->ws_ooff = 0;
+    if (c->ws_wout) {
+        c->ws_wout = false;
+        conn_want(c, EPOLLIN);
+    }
+}
+
+/* Queues one masked client frame (FIN set) and writes it. */
+static void ws_send(struct conn *c, uint8_t op, const char *payload, size_t len) {
+    if (c->ws_ooff > 0) { /* compact what is left */
+        memmove(c->buf + WS_OUT_OFF, c->buf + WS_OUT_OFF + c->ws_ooff, c->ws_olen - c->ws_ooff);
+        c->ws_olen = (uint16_t)(c->ws_olen - c->ws_ooff);
+        c->ws_ooff = 0;
+    }
+    size_t hl = len < 126 ? 6 : 8;
+    if (len > 0xffff || c->ws_olen + hl + len > WS_OUT_CAP) {
+        ws_fail(c, "outgoing frames do not fit the buffer (the server does not read?)");
+        return;
+    }
+    uint8_t *f = (uint8_t *)c->buf + WS_OUT_OFF + c->ws_olen;
+    f[0] = (uint8_t)(0x80 | op);
+    if (len < 126) {
+        f[1] = (uint8_t)(0x80 | len);
+    } else {
+        f[1] = 0x80 | 126;
+        f[2] = (uint8_t)(len >> 8);
+        f[3] = (uint8_t)len;
+    }
+    uint32_t key = ws_mask_key();
+    uint8_t *m = f + hl - 4;
+    memcpy(m, &key, 4);
+    for (size_t i = 0; i < len; i++)
+        f[hl + i] = (uint8_t)payload[i] ^ m[i & 3];
+    bool was_empty = c->ws_olen == 0;
+    c->ws_olen = (uint16_t)(c->ws_olen + hl + len);
+    if (was_empty) ws_flush_out(c);
+}
+
+static bool ws_head(struct conn *c) {
+    if (c->status != 101) {
+        note("WebSocket subscribe: status %d", c->status);
+        st.bad_status++;
+        c->dead = true;
+        return false;
+    }
+    if (!c->ws_accept) {
+        note("WebSocket subscribe: missing or wrong Sec-WebSocket-Accept");
+        st.protocol_errors++;
+        return false;
+    }
+    if (c->ws_deflate && !opt.ws_deflate) {
+        note("WebSocket subscribe: the server negotiated permessage-deflate without an offer");
+        st.protocol_errors++;
+        return false;
+    }
+    if (c->ws_deflate && !c->ws_nctx) {
+        note("WebSocket subscribe: permessage-deflate without server_no_context_takeover");
+        st.protocol_errors++;
+        return false;
+    }
+    if (c->ws_deflate) st.ws_deflate++;
+    c->upgraded = true;
+    c->ws_in_frame = c->ws_msg = false;
+    c->ws_hlen = 0;
+    if (opt.ws_json) {
+        char m[256];
+        int n = snprintf(m, sizeof m, "{\"op\":\"subscribe\",\"topic\":\"%s\",\"ref\":\"1\"}",
+                         opt.topic);
+        ws_send(c, 0x1, m, (size_t)n);
+        return c->fd >= 0; /* ready once "subscribed" arrives */
+    }
+    return sub_became_ready(c);
+}
+
+/* Streaming match of "subscribed" (the JSON protocol's answer to subscribe). The pattern's
+ * only repeated character is the quote at both ends, so a mismatch restarts at 0 or 1. */
+static void ws_match(struct conn *c, const char *p, size_t n) {
+    static const char pat[] = "\"subscribed\"";
+    for (size_t i = 0; i < n && c->ws_match < sizeof pat - 1; i++) {
+        if (p[i] == pat[c->ws_match])
+            c->ws_match++;
+        else
+            c->ws_match = p[i] == '"' ? 1 : 0;
+    }
+}
+
+static void ws_text(struct conn *c, const char *p, size_t n) {
+    scan(c, p, n, sse_kv);
+    if (opt.ws_json && !c->ready) ws_match(c, p, n);
+}
+
+static void ws_message_end(struct conn *c) {
+    if (c->ws_z) {
+        if (c->ws_zover) {
+            ws_fail(c, "compressed message larger than the buffer");
+            return;
+        }
+        if (!ws_zs_ready) {
+            ws_zout = malloc(WS_ZOUT_SIZE);
+            if (!ws_zout || inflateInit2(&ws_zs, -15) != Z_OK) die("zlib: inflateInit2 failed");
+            ws_zs_ready = true;
+        }
+        unsigned char *z = (unsigned char *)c->buf + WS_Z_OFF;
+        memcpy(z + c->ws_zlen, "\x00\x00\xff\xff", 4); /* RFC 7692 §7.2.2 */
+        st.ws_zmsgs++;
+        inflateReset(&ws_zs);
+        ws_zs.next_in = z;
+        ws_zs.avail_in = c->ws_zlen + 4u;
+        int r;
+        do {
+            ws_zs.next_out = (unsigned char *)ws_zout;
+            ws_zs.avail_out = WS_ZOUT_SIZE;
+            r = inflate(&ws_zs, Z_SYNC_FLUSH);
+            ws_text(c, ws_zout, WS_ZOUT_SIZE - ws_zs.avail_out);
+        } while (r == Z_OK && ws_zs.avail_out == 0);
+        if (r != Z_OK && r != Z_STREAM_END && r != Z_BUF_ERROR) {
+            ws_fail(c, "cannot inflate a compressed message");
+            return;
+        }
+    }
+    scan(c, "\n", 1, sse_kv); /* ends a number at the very end of the message */
+    c->ws_msg = false;
+    if (c->ev_has_t && c->ev_has_seq) {
+        deliver(c, c->ev_t, c->ev_seq);
+    } else if (opt.ws_json && !c->ready) {
+        if (c->ws_match == 12) {
+            sub_became_ready(c);
+        } else {
+            note("subscriber %u: unexpected answer to subscribe", c->idx);
+            st.protocol_errors++;
+            c->dead = true;
+            conn_close(c);
+        }
+    }
+    c->ev_has_t = c->ev_has_seq = false;
+}
+
+static void ws_control_end(struct conn *c) {
+    const char *pl = c->buf + WS_CTL_OFF;
+    if (c->ws_op == 0x9) { /* ping: pong with the same payload */
+        st.ws_pings++;
+        ws_send(c, 0xA, pl, c->ws_clen);
+    } else if (c->ws_op == 0x8) { /* close: echo the code, then hang up */
+        if (LD(shm->phase) != PH_STOP) {
+            unsigned code = c->ws_clen >= 2 ? ((unsigned)(uint8_t)pl[0] << 8 | (uint8_t)pl[1]) : 0;
+            note("subscriber %u: close %u from the server: %.*s", c->idx, code,
+                 c->ws_clen > 2 ? (int)c->ws_clen - 2 : 0, pl + 2);
+        }
+        if (!c->ws_closing) {
+            c->ws_closing = true;
+            ws_send(c, 0x8, pl, c->ws_clen >= 2 ? 2 : 0);
+        }
+        if (c->fd >= 0) conn_close(c);
+    }
+    /* pong: nothing to do */
+}
+
+/* Called when a frame header is complete. */
+static void ws_frame_start(struct conn *c) {
+    uint8_t b0 = c->ws_hdr[0], b1 = c->ws_hdr[1];
+    uint8_t op = b0 & 0x0f;
+    bool rsv1 = b0 & 0x40;
+    if (b1 & 0x80) {
+        ws_fail(c, "masked frame from the server");
+        return;
+    }
+    if (b0 & 0x30) {
+        ws_fail(c, "RSV2/RSV3 set");
+        return;
+    }
+    uint64_t len = b1 & 0x7f;
+    if (len == 126) {
+        len = (uint64_t)c->ws_hdr[2] << 8 | c->ws_hdr[3];
+    } else if (len == 127) {
+        len = 0;
+        for (int i = 2; i < 10; i++)
+            len = len << 8 | c->ws_hdr[i];
+        if (len >> 63) {
+            ws_fail(c, "64-bit length with the top bit set");
+            return;
+        }
+    }
+    c->ws_fin = b0 & 0x80;
+    c->ws_left = len;
+    if (op >= 0x8) {
+        if (op != 0x8 && op != 0x9 && op != 0xA) {
+            ws_fail(c, "unknown control opcode");
+            return;
+        }
+        if (!c->ws_fin || len > 125 || rsv1) {
+            ws_fail(c, "bad control frame");
+            return;
+        }
+        c->ws_op = op;
+        c->ws_clen = 0;
+    } else if (op == 0x1 || op == 0x2) {
+        if (c->ws_msg) {
+            ws_fail(c, "a new message inside an unfinished one");
+            return;
+        }
+        if (rsv1 && !c->ws_deflate) {
+            ws_fail(c, "RSV1 without permessage-deflate");
+            return;
+        }
+        c->ws_op = op;
+        c->ws_msg = true;
+        c->ws_z = rsv1;
+        c->ws_zlen = 0;
+        c->ws_zover = false;
+        c->ws_match = 0;
+        c->sc_state = S_IDLE;
+        c->ev_has_t = c->ev_has_seq = false;
+    } else if (op == 0x0) {
+        if (!c->ws_msg) {
+            ws_fail(c, "continuation without a message");
+            return;
+        }
+        if (rsv1) {
+            ws_fail(c, "RSV1 on a continuation frame");
+            return;
+        }
+        c->ws_op = 0x0;
+    } else {
+        {
+            ws_fail(c, "unknown data opcode");
+            return;
+        }
+    }
+    c->ws_in_frame = true;
+}
+
+static void ws_payload(struct conn *c, const char *p, size_t n) {
+    if (c->ws_op >= 0x8) {
+        memcpy(c->buf + WS_CTL_OFF + c->ws_clen, p, n); /* len <= 125 checked */
+        c->ws_clen = (uint16_t)(c->ws_clen + n);
+    } else if (c->ws_z) {
+        uint32_t room = c->bufcap - WS_Z_OFF - 4u; /* 4: the tail appended before inflating */
+        if (c->ws_zover || c->ws_zlen + n > room) {
+            c->ws_zover = true;
+            return;
+        }
+        memcpy(c->buf + WS_Z_OFF + c->ws_zlen, p, n);
+        c->ws_zlen = (uint16_t)(c->ws_zlen + n);
+    } else {
+        ws_text(c, p, n);
+    }
+}
+
+static void ws_frame_end(struct conn *c) {
+    c->ws_in_frame = false;
+    c->ws_hlen = 0;
+    if (c->ws_op >= 0x8)
+        ws_control_end(c);
+    else if (c->ws_fin)
+        ws_message_end(c);
+}
+
+static void ws_body(struct conn *c, const char *p, size_t n) {
+    while (n > 0 && c->fd >= 0) {
+        if (!c->ws_in_frame) {
+            c->ws_hdr[c->ws_hlen++] = (uint8_t)*p++;
+            n--;
+            if (c->ws_hlen == 2) {
+                uint8_t l7 = c->ws_hdr[1] & 0x7f;
+                c->ws_hneed = (uint8_t)(2 +
+                                        (l7 == 126   ? 2
+                                         : l7 == 127 ? 8
+                                                     : 0) +
+                                        (c->ws_hdr[1] & 0x80 ? 4 : 0));
+            }
+            if (c->ws_hlen >= 2 && c->ws_hlen == c->ws_hneed) {
+                ws_frame_start(c);
+                if (c->fd < 0) return;
+                if (c->ws_left == 0) ws_frame_end(c);
+            }
+            continue;
+        }
+        size_t k = n < c->ws_left ? n : (size_t)c->ws_left;
+        ws_payload(c, p, k);
+        if (c->fd < 0) return;
+        p += k;
+        n -= k;
+        c->ws_left -= k;
+        if (c->ws_left == 0) ws_frame_end(c);
+    }
+}
+
+static void ws_complete(struct conn *c) {
+    conn_close(c); /* a non-101 answer ended */
+}
+
+static const struct proto proto_ws = {
+    .request = ws_request,
+    .on_header = ws_header,
+    .on_head = ws_head,
+    .on_body = ws_body,
+    .on_complete = ws_complete,
+    .on_close = sub_closed,
+};
+
 /* ------------------------------------------------------------------ protocol: publisher */
 
 static struct {
@@ -1060,7 +1495,10 @@ static void sub_process(int k, long first, long count) {
         }
         if (!bitmap) note("no duplicate detection: bitmap too large");
     }
-    const struct proto *proto = opt.mode == MODE_SSE ? &proto_sse : &proto_lp;
+    const struct proto *proto = opt.mode == MODE_SSE  ? &proto_sse
+                                : opt.mode == MODE_WS ? &proto_ws
+                                                      : &proto_lp;
+    ws_rng ^= (uint64_t)getpid() * 0x2545f4914f6cdd1dull;
     for (long i = 0; i < count; i++) {
         struct conn *c = &conns[i];
         c->fd = -1;
@@ -1233,6 +1671,9 @@ static void sum_stats(struct stats *s, int nprocs, bool with_hist) {
         s->unique += LD(p->unique);
         s->dups += LD(p->dups);
         s->out_of_range += LD(p->out_of_range);
+        s->ws_deflate += LD(p->ws_deflate);
+        s->ws_pings += LD(p->ws_pings);
+        s->ws_zmsgs += LD(p->ws_zmsgs);
         uint64_t f = LD(p->first_ns), l = LD(p->last_ns), m = LD(p->max_lat_ns);
         if (f && (!s->first_ns || f < s->first_ns)) s->first_ns = f;
         if (l > s->last_ns) s->last_ns = l;
@@ -1244,8 +1685,9 @@ static void sum_stats(struct stats *s, int nprocs, bool with_hist) {
 }
 
 static void usage(void) {
-    fputs("usage: herald-load sse|longpoll|pub [options]\n"
-          "  --target herald|nchan   URL layout (default herald)\n"
+    fputs("usage: herald-load sse|longpoll|ws|pub [options]\n"
+          "  --target herald|nchan|node  URL layout (default herald; node: bench/peers/"
+          "ws-broadcast.mjs)\n"
           "  --host A --port P       server (default 127.0.0.1:8080)\n"
           "  --topic NAME            topic/channel (default: fresh bench-<pid>-<ns>)\n"
           "  --sub-path F --pub-path F  override paths (printf format, %s = topic)\n"
@@ -1264,6 +1706,10 @@ static void usage(void) {
           "  --drain S               wait up to S s without progress for deliveries (default 5)\n"
           "  --timeout S             hard limit for the whole run (default 300)\n"
           "  --lp-wait S             herald long-poll wait= (default 30)\n"
+          "  --ws-json               ws, herald: the JSON protocol (GET /v1/ws, then subscribe)\n"
+          "                          instead of raw mode (GET /v1/topics/{topic}/ws)\n"
+          "  --ws-deflate            ws: offer permessage-deflate (server_no_context_takeover;\n"
+          "                          client_no_context_takeover) and inflate what comes\n"
           "  --server-pid PID[,PID]  report the server's RSS (children summed, e.g. nginx)\n"
           "  --label TEXT            copied into the JSON\n"
           "  --progress              progress lines on stderr\n",
@@ -1279,6 +1725,8 @@ static void parse_args(int argc, char **argv) {
         opt.mode = MODE_LONGPOLL;
     else if (strcmp(argv[1], "pub") == 0)
         opt.mode = MODE_PUB;
+    else if (strcmp(argv[1], "ws") == 0)
+        opt.mode = MODE_WS;
     else
         usage();
     opt.target = T_HERALD;
@@ -1309,6 +1757,7 @@ static void parse_args(int argc, char **argv) {
                                        {"timeout", 1, 0, 'o'},       {"server-pid", 1, 0, 'x'},
                                        {"label", 1, 0, 'l'},         {"progress", 0, 0, 'v'},
                                        {"lp-wait", 1, 0, 'W'},       {"ready-timeout", 1, 0, 'R'},
+                                       {"ws-json", 0, 0, 'J'},       {"ws-deflate", 0, 0, 'Z'},
                                        {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
     int ch;
     optind = 2;
@@ -1319,8 +1768,10 @@ static void parse_args(int argc, char **argv) {
                 opt.target = T_HERALD;
             else if (strcmp(optarg, "nchan") == 0)
                 opt.target = T_NCHAN;
+            else if (strcmp(optarg, "node") == 0)
+                opt.target = T_NODE;
             else
-                die("--target: herald or nchan");
+                die("--target: herald, nchan or node");
             break;
         case 'H':
             opt.host = optarg;
@@ -1388,6 +1839,12 @@ static void parse_args(int argc, char **argv) {
         case 'v':
             opt.progress = true;
             break;
+        case 'J':
+            opt.ws_json = true;
+            break;
+        case 'Z':
+            opt.ws_deflate = true;
+            break;
         case 'x': {
             char *s = optarg;
             while (*s && opt.npids < MAX_PIDS) {
@@ -1409,6 +1866,11 @@ static void parse_args(int argc, char **argv) {
         opt.connect_batch < 1)
         die("bad numeric option");
     if (opt.mode == MODE_PUB) opt.subs = 0;
+    if (opt.ws_json && (opt.mode != MODE_WS || opt.target != T_HERALD))
+        die("--ws-json: ws mode against herald only");
+    if (opt.ws_deflate && opt.mode != MODE_WS) die("--ws-deflate: ws mode only");
+    if (opt.target == T_NODE && opt.mode != MODE_WS && opt.mode != MODE_PUB)
+        die("--target node: ws or pub mode only (the Node peer has no SSE or long-poll)");
     if (opt.procs <= 0) opt.procs = (int)((opt.subs + 17999) / 18000);
     if (opt.subs == 0) opt.procs = 0;
     if (opt.procs > MAX_PROCS) die("at most %d --procs", MAX_PROCS);
@@ -1421,10 +1883,11 @@ static void parse_args(int argc, char **argv) {
                  (uint64_t)(now_ns() % 1000000000ull));
     const char *sp = opt.sub_path, *pp = opt.pub_path;
     if (!sp)
-        sp = opt.target == T_NCHAN  ? "/sub/%s"
+        sp = opt.target != T_HERALD ? "/sub/%s"
              : opt.mode == MODE_SSE ? "/v1/topics/%s/stream"
+             : opt.mode == MODE_WS  ? (opt.ws_json ? "/v1/ws" : "/v1/topics/%s/ws")
                                     : "/v1/topics/%s/events";
-    if (!pp) pp = opt.target == T_NCHAN ? "/pub/%s" : "/v1/topics/%s/events";
+    if (!pp) pp = opt.target != T_HERALD ? "/pub/%s" : "/v1/topics/%s/events";
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
     snprintf(sub_path, sizeof sub_path, sp, opt.topic);
@@ -1611,9 +2074,11 @@ int main(int argc, char **argv) {
            ",\"latency_ms_max\":%.3f,\"ack_ms_p50\":%.3f,\"ack_ms_p99\":%.3f,\"ack_ms_max\":%.3f"
            ",\"connect_s\":%.3f,\"rss_before_kib\":%ld,\"rss_idle_kib\":%ld,\"rss_end_kib\":%ld"
            ",\"rss_per_conn_bytes\":%.0f,\"server_cpu_s\":%.2f,\"deliveries_per_server_cpu_s\":%.0f"
-           ",\"events_per_server_cpu_s\":%.0f,\"tool_cpu_s\":%.2f,\"size\":%d,\"topic\":\"%s\"}\n",
-           mode_name(), opt.target == T_HERALD ? "herald" : "nchan", opt.label, opt.subs,
-           agg.connected, agg.connect_failures, agg.disconnects, agg.reconnects, agg.bad_status,
+           ",\"events_per_server_cpu_s\":%.0f,\"tool_cpu_s\":%.2f,\"size\":%d,\"topic\":\"%s\""
+           ",\"ws_proto\":\"%s\",\"ws_deflate_offered\":%s,\"ws_deflate_negotiated\":%" PRIu64
+           ",\"ws_pings\":%" PRIu64 ",\"ws_compressed_messages\":%" PRIu64 "}\n",
+           mode_name(), target_names[opt.target], opt.label, opt.subs, agg.connected,
+           agg.connect_failures, agg.disconnects, agg.reconnects, agg.bad_status,
            agg.protocol_errors + 0, npub, pub.acked, pub.errors, stopped_early ? "true" : "false",
            agg.deliveries, expected, loss, agg.dups, agg.out_of_range,
            win_s > 0 ? (double)agg.deliveries / win_s : 0,
@@ -1622,6 +2087,10 @@ int main(int argc, char **argv) {
            hist_pct_ms(pub.hist, 0.99), (double)pub.max_ns / 1e6, (double)(t_connected - t0) / 1e9,
            rss_before, rss_idle, rss_end, per_conn, server_cpu_s,
            server_cpu_s > 0 ? (double)agg.deliveries / server_cpu_s : 0,
-           server_cpu_s > 0 ? (double)pub.acked / server_cpu_s : 0, tool_cpu, opt.size, opt.topic);
+           server_cpu_s > 0 ? (double)pub.acked / server_cpu_s : 0, tool_cpu, opt.size, opt.topic,
+           opt.mode != MODE_WS ? ""
+           : opt.ws_json       ? "json"
+                               : "raw",
+           opt.ws_deflate ? "true" : "false", agg.ws_deflate, agg.ws_pings, agg.ws_zmsgs);
     return 0;
 }

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Side-by-side comparison of herald and Nchan (nginx + libnginx-mod-nchan) on this machine.
+# Side-by-side comparison of herald and Nchan (nginx + libnginx-mod-nchan) on this machine:
+# SSE, long-poll and publishing here, then the WebSocket scenarios (herald, Nchan and a Node
+# `ws` broadcast server) through bench/run-ws.sh, into the same OUT directory.
 #
-#   bench/run.sh                 build, run every scenario against both servers, print the table
+#   bench/run.sh                 build, run every scenario against every server, print the tables
 #   ROUNDS=1 bench/run.sh        fewer rounds (default 3; each scenario's result is the median)
-#   ONLY=nchan bench/run.sh      one server only (herald|nchan)
+#   ONLY=nchan bench/run.sh      one server only (herald|nchan; node: the WebSocket part only)
+#   SKIP_WS=1 bench/run.sh       SSE/long-poll/publish only (SKIP_SSE=1: WebSocket only)
 #   SKIP_BUILD=1 HERALD_BIN=... LOAD_BIN=... bench/run.sh
 #
 # Traffic goes to 127.0.0.1 only. Each run of the load tool is bounded in events and seconds,
-# and every server is started fresh for each run and stopped after it; the whole script stays
-# well under 10 minutes (about 80 s per round) and stops everything it started on exit.
+# and every server is started fresh for each run and stopped after it; the SSE part takes
+# about 2 minutes per round, the WebSocket part under 2 (about 11 minutes in all for 3 rounds),
+# and the scripts stop everything they started on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,6 +60,17 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   }
 fi
 [ -x "$LOAD_BIN" ] || { log "no load tool at $LOAD_BIN"; exit 1; }
+
+run_ws() { # the WebSocket scenarios (bench/run-ws.sh), same binaries, rounds and OUT
+  [ -z "${SKIP_WS:-}" ] || return 0
+  SKIP_BUILD=1 OUT="$OUT" HERALD_BIN="$HERALD_BIN" LOAD_BIN="$LOAD_BIN" ROUNDS="$ROUNDS" ONLY="$ONLY" \
+    "$ROOT/bench/run-ws.sh"
+}
+if [ -n "${SKIP_SSE:-}" ] || [ "$ONLY" = node ]; then
+  run_ws
+  exit 0
+fi
+
 if [ "$ONLY" != nchan ]; then
   [ -x "$HERALD_BIN" ] || { log "no herald binary at $HERALD_BIN"; exit 1; }
 fi
@@ -204,25 +219,26 @@ BUSY_AFTER=$(busy)
 log "CPU busy after the run: ${BUSY_AFTER}%"
 
 # ---------------------------------------------------------------- table
+g() { grep "$@" || true; } # no match (a server left out with ONLY) is not an error here
 # medians LABEL-PREFIX SERVER FIELD -> "label median" for every label of that group
 medians() {
   local labels l
-  labels=$(grep "\"target\":\"$2\"" "$RESULTS" | jget label | grep "^$1-" | sort -u)
+  labels=$(g "\"target\":\"$2\"" "$RESULTS" | jget label | g "^$1-" | sort -u)
   for l in $labels; do
-    printf '%s %s\n' "$l" "$(grep "\"target\":\"$2\"" "$RESULTS" | grep "\"label\":\"$l\"" | jget "$3" | median)"
+    printf '%s %s\n' "$l" "$(g "\"target\":\"$2\"" "$RESULTS" | g "\"label\":\"$l\"" | jget "$3" | median)"
   done
 }
 best() { # best GROUP SERVER FIELD -> "label value" with the highest median
   medians "$1" "$2" "$3" | sort -k2,2gr | head -1
 }
 at() { # at LABEL SERVER FIELD -> median of FIELD for that exact label
-  grep "\"target\":\"$2\"" "$RESULTS" | grep "\"label\":\"$1\"" | jget "$3" | median
+  g "\"target\":\"$2\"" "$RESULTS" | g "\"label\":\"$1\"" | jget "$3" | median
 }
 group_median() { # group_median GROUP SERVER FIELD -> median over every run of the group
-  grep "\"target\":\"$2\"" "$RESULTS" | grep "\"label\":\"$1-" | jget "$3" | median
+  g "\"target\":\"$2\"" "$RESULTS" | g "\"label\":\"$1-" | jget "$3" | median
 }
 total() { # total GROUP SERVER FIELD -> sum over every run of the group
-  grep "\"target\":\"$2\"" "$RESULTS" | grep "\"label\":\"$1-" | jget "$3" | awk '{s+=$1} END {print s+0}'
+  g "\"target\":\"$2\"" "$RESULTS" | g "\"label\":\"$1-" | jget "$3" | awk '{s+=$1} END {print s+0}'
 }
 ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'
@@ -278,3 +294,7 @@ plain_row() { # plain_row TEXT GROUP FIELD TARGET
       "$s" "$sum" "$dup" "$cf" "$dc" "$pe"
   done
 } | tee "$OUT/table.md"
+
+# ---------------------------------------------------------------- WebSocket
+echo
+run_ws
