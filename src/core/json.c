@@ -1,3 +1,4 @@
+#include "core/encoding.h"
 #include "core/json.h"
 
 #include <stdint.h>
@@ -194,13 +195,6 @@ static bool is_digit(unsigned char c) {
     return c >= '0' && c <= '9';
 }
 
-static int hex_value(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 static void skip_whitespace(scanner *s) {
     size_t start = s->i;
     while (s->i < s->length && is_whitespace(s->p[s->i]))
@@ -220,7 +214,7 @@ static bool scan_hex4(scanner *s, size_t at, bool want_low, unsigned *unit) {
     for (size_t k = 0; k < 4; k++) {
         size_t position = at + k;
         if (position == s->length) return fail(s, position, MSG_END);
-        int digit = hex_value(s->p[position]);
+        int digit = hex_digit_value(s->p[position]);
         if (digit < 0) return fail(s, position, MSG_BAD_HEX);
         if (want_low && k == 0 && digit != 0xD) return fail(s, position, MSG_SURROGATE);
         if (k == 1 && value == 0xD && (want_low ? digit < 0xC : digit >= 0xC))
@@ -659,7 +653,7 @@ static bool read_hex4(const char *p, size_t end, size_t at, uint32_t *unit) {
     if (end - at < 4) return false; /* at <= end always holds here */
     uint32_t value = 0;
     for (size_t k = 0; k < 4; k++) {
-        int digit = hex_value((unsigned char)p[at + k]);
+        int digit = hex_digit_value((unsigned char)p[at + k]);
         if (digit < 0) return false;
         value = value << 4 | (uint32_t)digit;
     }

@@ -9,7 +9,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
-#include "hooks/codec.h"
+#include "core/encoding.h"
 
 const char *webhook_secret_status_message(webhook_secret_status status) {
     switch (status) {
@@ -42,12 +42,12 @@ static webhook_secret_status decode_secret(const char *secret, size_t length, si
         length -= WEBHOOK_SECRET_PREFIX_LENGTH;
     }
     if (length == 0) return WEBHOOK_SECRET_EMPTY;
-    /* Base64 of at most capacity bytes is at most HOOK_BASE64_LENGTH(capacity) symbols. */
-    if (length > HOOK_BASE64_LENGTH(capacity)) return WEBHOOK_SECRET_TOO_LONG;
-    unsigned char scratch[HOOK_BASE64_LENGTH(WEBHOOK_KEY_CAPACITY) / 4 * 3];
+    /* Base64 of at most capacity bytes is at most BASE64_LENGTH(capacity) symbols. */
+    if (length > BASE64_LENGTH(capacity)) return WEBHOOK_SECRET_TOO_LONG;
+    unsigned char scratch[BASE64_LENGTH(WEBHOOK_KEY_CAPACITY) / 4 * 3];
     size_t decoded = 0;
     webhook_secret_status status = WEBHOOK_SECRET_OK;
-    if (!hook_base64_decode(secret, length, scratch, sizeof scratch, &decoded))
+    if (!base64_decode(secret, length, scratch, sizeof scratch, &decoded))
         status = WEBHOOK_SECRET_NOT_BASE64;
     else if (decoded == 0)
         status = WEBHOOK_SECRET_EMPTY;
@@ -82,7 +82,7 @@ bool webhook_secret_generate(char out[WEBHOOK_GENERATED_SECRET_LENGTH + 1]) {
     out[0] = '\0';
     if (RAND_bytes(bytes, sizeof bytes) != 1) return false;
     memcpy(out, WEBHOOK_SECRET_PREFIX, WEBHOOK_SECRET_PREFIX_LENGTH);
-    hook_base64_encode(bytes, sizeof bytes, out + WEBHOOK_SECRET_PREFIX_LENGTH);
+    base64_encode(bytes, sizeof bytes, out + WEBHOOK_SECRET_PREFIX_LENGTH);
     OPENSSL_cleanse(bytes, sizeof bytes);
     return true;
 }
@@ -140,7 +140,7 @@ static bool append_one(text *out, const webhook_key *key, const char *id, size_t
                                mac))
         return false;
     text_append_cstring(out, "v1,");
-    hook_base64_append(out, mac, sizeof mac);
+    base64_append(out, mac, sizeof mac);
     return true;
 }
 

@@ -4,7 +4,7 @@
 
 #include <openssl/crypto.h>
 
-#include "hooks/codec.h"
+#include "core/encoding.h"
 #include "hooks/signature.h"
 
 const char *hook_verdict_error_code(hook_verdict verdict) {
@@ -144,7 +144,7 @@ hook_verdict hook_verify_standard(const char *secret, const char *webhook_id,
             const char *value = comma + 1;
             unsigned char candidate[WEBHOOK_HMAC_BYTES + 3];
             size_t decoded = 0;
-            if (hook_base64_decode(value, (size_t)(end - value), candidate, sizeof candidate,
+            if (base64_decode(value, (size_t)(end - value), candidate, sizeof candidate,
                                    &decoded) &&
                 decoded == WEBHOOK_HMAC_BYTES &&
                 CRYPTO_memcmp(candidate, expected, WEBHOOK_HMAC_BYTES) == 0)
@@ -159,7 +159,7 @@ hook_verdict hook_verify_standard(const char *secret, const char *webhook_id,
 
 static bool hex_matches(const char *hex, size_t length, const unsigned char *expected) {
     unsigned char candidate[WEBHOOK_HMAC_BYTES];
-    return hook_hex_decode_exact(hex, length, candidate, WEBHOOK_HMAC_BYTES) &&
+    return hex_decode_exact(hex, length, candidate, WEBHOOK_HMAC_BYTES) &&
            CRYPTO_memcmp(candidate, expected, WEBHOOK_HMAC_BYTES) == 0;
 }
 

@@ -1,3 +1,4 @@
+#include "core/encoding.h"
 #include "http/http_parser.h"
 
 #include <stdlib.h>
@@ -106,13 +107,6 @@ static bool is_forbidden_control(unsigned char c) {
 
 static bool is_digit(unsigned char c) {
     return c >= '0' && c <= '9';
-}
-
-static int hex_value(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
 }
 
 static char to_lower(char c) {
@@ -574,7 +568,7 @@ static bool step_line(http_parser *p, unsigned char c) {
 
 static bool step_chunk_size(http_parser *p, unsigned char c) {
     http_parser_state *s = p->state;
-    int digit = hex_value(c);
+    int digit = hex_digit_value(c);
     if (digit >= 0) {
         if (s->chunk_size_digits == MAX_CHUNK_SIZE_DIGITS) {
             return fail_bad_request(p, "A chunk size has too many hexadecimal digits.");

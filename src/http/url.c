@@ -1,21 +1,15 @@
+#include "core/encoding.h"
 #include "http/url.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 bool url_decode(const char *src, size_t length, bool plus_is_space, text *out) {
     for (size_t i = 0; i < length; i++) {
         char c = src[i];
         if (c == '%') {
             if (i + 2 >= length) return false;
-            int high = hex_value(src[i + 1]), low = hex_value(src[i + 2]);
+            int high = hex_digit_value((unsigned char)src[i + 1]), low = hex_digit_value((unsigned char)src[i + 2]);
             if (high < 0 || low < 0) return false;
             c = (char)(high * 16 + low);
             if (c == '\0') return false;

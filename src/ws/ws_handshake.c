@@ -1,6 +1,7 @@
 /* The opening handshake (RFC 6455 §4.2) and the permessage-deflate offer parser (RFC 7692 §7).
  * Nothing here allocates except the caller's text, and every scan is bounded by the value's
  * length, so huge or hostile header values cost time linear in their size and nothing else. */
+#include "core/encoding.h"
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <string.h>
@@ -56,21 +57,11 @@ static bool list_contains(const char *list, const char *want, bool ignore_case) 
 
 /* ---- Sec-WebSocket-Key / Accept ---- */
 
-static int base64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
 /* Canonical base64 of exactly 16 bytes: 22 symbols, the last with its 4 padding bits zero, "==". */
 static bool key_is_valid(const char *key) {
-    if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=') return false;
-    for (int i = 0; i < 22; i++)
-        if (base64_value((unsigned char)key[i]) < 0) return false;
-    return (base64_value((unsigned char)key[21]) & 0x0F) == 0;
+    unsigned char raw[16];
+    size_t length = 0;
+    return key && strlen(key) == 24 && base64_decode(key, 24, raw, sizeof raw, &length) && length == 16;
 }
 
 void ws_handshake_accept(const char *key, size_t key_length, char out[WS_ACCEPT_LENGTH + 1]) {

@@ -21,7 +21,7 @@
 #include <openssl/hmac.h>
 
 #include "hooks/address.h"
-#include "hooks/codec.h"
+#include "core/encoding.h"
 #include "hooks/endpoint_url.h"
 #include "hooks/schedule.h"
 #include "hooks/signature.h"
@@ -295,8 +295,8 @@ static void fuzz_misc(const char *field, const uint8_t *bytes, size_t size) {
     if (webhook_secret_parse(field, strlen(field), &key) == WEBHOOK_SECRET_OK) {
         check(key.length >= 1 && key.length <= WEBHOOK_KEY_CAPACITY, "key length");
         const char *b64 = strncmp(field, "whsec_", 6) == 0 ? field + 6 : field;
-        char again[HOOK_BASE64_LENGTH(WEBHOOK_KEY_CAPACITY) + 1];
-        hook_base64_encode(key.bytes, key.length, again);
+        char again[BASE64_LENGTH(WEBHOOK_KEY_CAPACITY) + 1];
+        base64_encode(key.bytes, key.length, again);
         check(strcmp(again, b64) == 0, "secret round trip");
     }
     (void)webhook_secret_parse_for_endpoint(field, strlen(field), NULL);

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "hooks/codec.h"
+#include "core/encoding.h"
 #include "hooks/signature.h"
 
 /* The Standard Webhooks published test vector (checked independently with node:crypto). */
@@ -33,24 +33,24 @@ static void test_base64_round_trip(void **state) {
     for (size_t i = 0; i < sizeof bytes; i++)
         bytes[i] = (unsigned char)(i * 37 + 11);
     for (size_t n = 0; n <= sizeof bytes; n++) {
-        char encoded[HOOK_BASE64_LENGTH(64) + 1];
-        hook_base64_encode(bytes, n, encoded);
-        assert_int_equal(strlen(encoded), HOOK_BASE64_LENGTH(n));
+        char encoded[BASE64_LENGTH(64) + 1];
+        base64_encode(bytes, n, encoded);
+        assert_int_equal(strlen(encoded), BASE64_LENGTH(n));
         text t;
         text_init(&t);
-        hook_base64_append(&t, bytes, n);
+        base64_append(&t, bytes, n);
         assert_int_equal(t.length, strlen(encoded));
         assert_memory_equal(t.data ? t.data : "", encoded, t.length);
         text_free(&t);
         unsigned char decoded[64];
         size_t length = 99;
-        assert_true(hook_base64_decode(encoded, strlen(encoded), decoded, sizeof decoded, &length));
+        assert_true(base64_decode(encoded, strlen(encoded), decoded, sizeof decoded, &length));
         assert_int_equal(length, n);
         if (n) assert_memory_equal(decoded, bytes, n);
-        if (n) assert_false(hook_base64_decode(encoded, strlen(encoded), decoded, n - 1, &length));
+        if (n) assert_false(base64_decode(encoded, strlen(encoded), decoded, n - 1, &length));
     }
     char known[16];
-    hook_base64_encode("foob", 4, known);
+    base64_encode("foob", 4, known);
     assert_string_equal(known, "Zm9vYg==");
 }
 
@@ -68,9 +68,9 @@ static void test_base64_strict(void **state) {
     unsigned char out[16];
     size_t length;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        if (hook_base64_decode(bad[i], strlen(bad[i]), out, sizeof out, &length))
+        if (base64_decode(bad[i], strlen(bad[i]), out, sizeof out, &length))
             fail_msg("decoded non-canonical base64 \"%s\"", bad[i]);
-    assert_true(hook_base64_decode("", 0, out, sizeof out, &length));
+    assert_true(base64_decode("", 0, out, sizeof out, &length));
     assert_int_equal(length, 0);
 }
 
@@ -78,17 +78,17 @@ static void test_hex(void **state) {
     (void)state;
     text t;
     text_init(&t);
-    hook_hex_append(&t, "\x00\x9f\xff", 3);
+    hex_append(&t, "\x00\x9f\xff", 3);
     assert_string_equal(text_cstring(&t), "009fff");
     text_free(&t);
     unsigned char out[3];
-    assert_true(hook_hex_decode_exact("009FfF", 6, out, 3));
+    assert_true(hex_decode_exact("009FfF", 6, out, 3));
     assert_memory_equal(out, "\x00\x9f\xff", 3);
-    assert_false(hook_hex_decode_exact("009fff", 6, out, 2)); /* wrong length */
-    assert_false(hook_hex_decode_exact("009ff", 5, out, 3));  /* odd */
-    assert_false(hook_hex_decode_exact("009ffg", 6, out, 3)); /* bad char */
-    assert_false(hook_hex_decode_exact("0x9fff", 6, out, 3)); /* prefix */
-    assert_false(hook_hex_decode_exact("00 fff", 6, out, 3)); /* space */
+    assert_false(hex_decode_exact("009fff", 6, out, 2)); /* wrong length */
+    assert_false(hex_decode_exact("009ff", 5, out, 3));  /* odd */
+    assert_false(hex_decode_exact("009ffg", 6, out, 3)); /* bad char */
+    assert_false(hex_decode_exact("0x9fff", 6, out, 3)); /* prefix */
+    assert_false(hex_decode_exact("00 fff", 6, out, 3)); /* space */
 }
 
 static void test_secret_parse(void **state) {
@@ -108,11 +108,11 @@ static void test_secret_parse(void **state) {
     /* 129 bytes of key is too long even for a source; 128 is the limit. */
     char long_secret[300];
     unsigned char zeros[129] = {0};
-    hook_base64_encode(zeros, 128, long_secret);
+    base64_encode(zeros, 128, long_secret);
     assert_int_equal(webhook_secret_parse(long_secret, strlen(long_secret), &key),
                      WEBHOOK_SECRET_OK);
     assert_int_equal(key.length, 128);
-    hook_base64_encode(zeros, 129, long_secret);
+    base64_encode(zeros, 129, long_secret);
     assert_int_equal(webhook_secret_parse(long_secret, strlen(long_secret), &key),
                      WEBHOOK_SECRET_TOO_LONG);
 
@@ -125,11 +125,11 @@ static void test_secret_parse(void **state) {
     assert_int_equal(webhook_secret_parse_for_endpoint("whsec_MfKQ", 10, &key),
                      WEBHOOK_SECRET_TOO_SHORT);
     char endpoint_secret[300] = "whsec_";
-    hook_base64_encode(zeros, 64, endpoint_secret + 6);
+    base64_encode(zeros, 64, endpoint_secret + 6);
     assert_int_equal(
         webhook_secret_parse_for_endpoint(endpoint_secret, strlen(endpoint_secret), NULL),
         WEBHOOK_SECRET_OK);
-    hook_base64_encode(zeros, 65, endpoint_secret + 6);
+    base64_encode(zeros, 65, endpoint_secret + 6);
     assert_int_equal(
         webhook_secret_parse_for_endpoint(endpoint_secret, strlen(endpoint_secret), NULL),
         WEBHOOK_SECRET_TOO_LONG);
@@ -192,7 +192,7 @@ static void test_hmac_empty_key_and_parts(void **state) {
     assert_true(webhook_hmac_sha256("", 0, NULL, 0, NULL, 0, NULL, 0, mac));
     text hex;
     text_init(&hex);
-    hook_hex_append(&hex, mac, sizeof mac);
+    hex_append(&hex, mac, sizeof mac);
     assert_string_equal(text_cstring(&hex),
                         "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
     /* Parts are concatenated: ("ab","c","") == ("a","","bc"). */

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "hooks/codec.h"
+#include "core/encoding.h"
 #include "hooks/signature.h"
 #include "hooks/verify.h"
 
@@ -47,7 +47,7 @@ static void sign_standard(const char *timestamp, char *out) {
     assert_true(webhook_standard_hmac(&key, ID, strlen(ID), timestamp, strlen(timestamp), BODY,
                                       strlen(BODY), mac));
     memcpy(out, "v1,", 3);
-    hook_base64_encode(mac, sizeof mac, out + 3);
+    base64_encode(mac, sizeof mac, out + 3);
 }
 
 static void sign_stripe(const char *timestamp, char *out) {
@@ -56,7 +56,7 @@ static void sign_stripe(const char *timestamp, char *out) {
                                     STRIPE_BODY, strlen(STRIPE_BODY), mac));
     text hex;
     text_init(&hex);
-    hook_hex_append(&hex, mac, sizeof mac);
+    hex_append(&hex, mac, sizeof mac);
     sprintf(out, "t=%s,v1=%s", timestamp, text_cstring(&hex));
     text_free(&hex);
 }

@@ -1,4 +1,4 @@
-#include "hooks/codec.h"
+#include "core/encoding.h"
 
 static const char base64_symbols[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -12,14 +12,14 @@ static int base64_value(unsigned char c) {
     return -1;
 }
 
-static int hex_value(unsigned char c) {
+int hex_digit_value(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
-void hook_base64_encode(const void *data, size_t length, char *out) {
+void base64_encode(const void *data, size_t length, char *out) {
     const unsigned char *p = data;
     size_t o = 0;
     for (size_t i = 0; i < length; i += 3) {
@@ -35,18 +35,18 @@ void hook_base64_encode(const void *data, size_t length, char *out) {
     out[o] = '\0';
 }
 
-void hook_base64_append(text *out, const void *data, size_t length) {
+void base64_append(text *out, const void *data, size_t length) {
     const unsigned char *p = data;
-    char chunk[HOOK_BASE64_LENGTH(48) + 1];
+    char chunk[BASE64_LENGTH(48) + 1];
     for (size_t i = 0; i < length; i += 48) {
         size_t n = length - i < 48 ? length - i : 48;
-        hook_base64_encode(p + i, n, chunk);
-        text_append(out, chunk, HOOK_BASE64_LENGTH(n));
+        base64_encode(p + i, n, chunk);
+        text_append(out, chunk, BASE64_LENGTH(n));
     }
 }
 
-bool hook_base64_decode(const char *in, size_t length, unsigned char *out, size_t capacity,
-                        size_t *out_length) {
+bool base64_decode(const char *in, size_t length, unsigned char *out, size_t capacity,
+                   size_t *out_length) {
     if (length % 4 != 0) return false;
     size_t padding = 0;
     if (length > 0 && in[length - 1] == '=') padding++;
@@ -77,7 +77,7 @@ bool hook_base64_decode(const char *in, size_t length, unsigned char *out, size_
     return true;
 }
 
-void hook_hex_append(text *out, const void *data, size_t length) {
+void hex_append(text *out, const void *data, size_t length) {
     static const char digits[] = "0123456789abcdef";
     const unsigned char *p = data;
     for (size_t i = 0; i < length; i++) {
@@ -86,11 +86,11 @@ void hook_hex_append(text *out, const void *data, size_t length) {
     }
 }
 
-bool hook_hex_decode_exact(const char *in, size_t length, unsigned char *out, size_t expected) {
+bool hex_decode_exact(const char *in, size_t length, unsigned char *out, size_t expected) {
     if (length != 2 * expected) return false;
     for (size_t i = 0; i < expected; i++) {
-        int high = hex_value((unsigned char)in[2 * i]);
-        int low = hex_value((unsigned char)in[2 * i + 1]);
+        int high = hex_digit_value((unsigned char)in[2 * i]);
+        int low = hex_digit_value((unsigned char)in[2 * i + 1]);
         if (high < 0 || low < 0) return false;
         out[i] = (unsigned char)(high << 4 | low);
     }
