@@ -1,7 +1,8 @@
 #ifndef HERALD_CLI_CLI_INTERNAL_H
 #define HERALD_CLI_CLI_INTERNAL_H
 /* Owns: the pieces shared by the client commands: option parsing, URL building, the small JSON
- * scanner, the incremental SSE parser and the libcurl plumbing. Not used outside src/cli. */
+ * scanner, the incremental SSE parser, the libcurl plumbing and the blocking WebSocket client.
+ * Not used outside src/cli. */
 #include <curl/curl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -109,5 +110,87 @@ struct curl_slist *cli_add_authorization(struct curl_slist *headers, const char 
 void cli_report_http_error(long status, const char *body, size_t length);
 /* "herald: cannot reach <url>: <reason>" or the curl failure as it is. */
 void cli_report_curl_error(CURLcode code, const char *error_buffer, const char *url);
+
+/* ---- WebSocket client (cli_ws.c) -------------------------------------------------------- */
+
+/* Where a WebSocket connects, from the server URL (http:// only: no TLS in this client). */
+typedef struct cli_ws_endpoint {
+    text host;      /* for getaddrinfo: an IPv6 address without its brackets */
+    text port;      /* "80" when the URL names none */
+    text authority; /* the Host header, as written in the URL */
+    text path;      /* the URL's path (trailing slashes removed) + the endpoint's path */
+} cli_ws_endpoint;
+
+typedef enum {
+    CLI_WS_URL_OK,
+    CLI_WS_URL_TLS,     /* https:// (or wss://) */
+    CLI_WS_URL_INVALID, /* not an http://HOST[:PORT][/PATH] URL */
+} cli_ws_url_result;
+
+void cli_ws_endpoint_init(cli_ws_endpoint *endpoint);
+void cli_ws_endpoint_free(cli_ws_endpoint *endpoint);
+/* Fills an initialised endpoint for endpoint_path ("/v1/ws") under url. */
+cli_ws_url_result cli_ws_endpoint_parse(cli_ws_endpoint *endpoint, const char *url,
+                                        const char *endpoint_path);
+
+typedef enum {
+    CLI_WS_OK,             /* connected, or a text message is in client->message */
+    CLI_WS_TIMEOUT,        /* nothing complete within the time given */
+    CLI_WS_INTERRUPTED,    /* cli_interrupted was set (SIGINT/SIGTERM) */
+    CLI_WS_UNREACHABLE,    /* no TCP connection; client->error says why */
+    CLI_WS_REFUSED,        /* an HTTP answer other than 101: http_status, error_body */
+    CLI_WS_CLOSED,         /* the server sent a close frame (answered): close_code/reason */
+    CLI_WS_LOST,           /* end of stream, reset, silence or no handshake answer: error */
+    CLI_WS_PROTOCOL_ERROR, /* the server broke RFC 6455 (or a bad 101); failed, see error */
+    CLI_WS_NO_MEMORY,
+} cli_ws_status;
+
+/* One connection at a time; cli_ws_connect may be called again to reconnect. */
+typedef struct cli_ws_client {
+    int socket_fd; /* -1 when not connected */
+    text input;    /* received bytes; those before input_offset are consumed */
+    size_t input_offset;
+    text message;      /* the last complete text message (valid until the next receive) */
+    bool message_open; /* a fragmented message is being reassembled into message */
+    bool close_sent, close_received, failed;
+    int close_code; /* of the server's close frame (1005 when it carried none) */
+    text close_reason;
+    long http_status; /* of a refused handshake */
+    text error_body;  /* of a refused handshake */
+    text error;       /* why the last call failed */
+    long long last_heard_ms, ping_sent_ms;
+    bool ping_outstanding;
+} cli_ws_client;
+
+void cli_ws_init(cli_ws_client *client);
+void cli_ws_free(cli_ws_client *client);
+/* TCP connect (10 s limit) and opening handshake with Sec-WebSocket-Protocol herald.v1 and,
+ * when token is set, Authorization: Bearer token. Checks the 101's Sec-WebSocket-Accept. */
+cli_ws_status cli_ws_connect(cli_ws_client *client, cli_ws_endpoint *endpoint, const char *token);
+/* One masked text frame. false (client->error set) when the connection is unusable. */
+bool cli_ws_send_text(cli_ws_client *client, const char *data, size_t length);
+/* Waits up to timeout_ms for the next text message, answering pings and echoing a close on the
+ * way; a server silent for 30 s is pinged and given up 15 s later (CLI_WS_LOST). */
+cli_ws_status cli_ws_receive(cli_ws_client *client, long timeout_ms);
+/* The closing handshake with code (bounded wait for the server's answer), then the socket is
+ * closed. Harmless on a closed or failed connection. */
+void cli_ws_close(cli_ws_client *client, unsigned code);
+/* Appends a one-line description of status ("cannot reach URL: ...") without "herald: ". */
+void cli_ws_describe(cli_ws_client *client, cli_ws_status status, const char *url, text *out);
+/* "herald: <description>" on stderr; a refused handshake as cli_report_http_error does. */
+void cli_ws_report(cli_ws_client *client, cli_ws_status status, const char *url);
+
+/* herald subscribe --via ws (cli_subscribe_ws.c). */
+typedef struct cli_ws_subscribe_request {
+    const char *const *topics;
+    size_t topic_count;
+    const char *url;   /* the server URL */
+    const char *token; /* or NULL */
+    const char *since; /* an event id, or NULL for live only */
+    long count_limit;  /* 0: no limit */
+} cli_ws_subscribe_request;
+
+/* Installs the signal handlers itself; returns the exit status. */
+int cli_subscribe_ws(const cli_ws_subscribe_request *request);
 
 #endif

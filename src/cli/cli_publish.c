@@ -1,16 +1,22 @@
-/* `herald publish`: one POST, the receipt on stdout. */
+/* `herald publish`: one POST (or one herald.v1 publish over a WebSocket), the receipt on
+ * stdout. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/cli_internal.h"
+#include "core/json.h"
+
+/* How long to wait for the server's answer to a publish, as the HTTP request's timeout. */
+#define WS_ACK_TIMEOUT_MS 60000L
 
 static const char publish_usage[] =
     "Usage: herald publish TOPIC [DATA] [options]\n"
     "\n"
     "Publish one event to TOPIC and print the server's receipt\n"
-    "{\"id\",\"topic\",\"type\",\"time\"} as one JSON line.\n"
+    "{\"id\",\"topic\",\"type\",\"time\"} as one JSON line (with --via ws: {\"id\"}, from\n"
+    "the WebSocket acknowledgement).\n"
     "\n"
     "DATA is the event's body; without it the body is read from stdin. It is stored as\n"
     "JSON when it parses as JSON, else as a text string. Put -- before DATA that starts\n"
@@ -20,6 +26,10 @@ static const char publish_usage[] =
     "  --type T               event type (default: message)\n"
     "  --idempotency-key K    a repeat with the same key within 24 h stores nothing new\n"
     "                         and prints the original receipt\n"
+    "  --via MODE             http (default): POST /v1/topics/TOPIC/events; ws: a\n"
+    "                         WebSocket to /v1/ws (herald.v1, http:// URLs only) sending one\n"
+    "                         publish message and waiting for the server's ack (the event is\n"
+    "                         durable); DATA must then be UTF-8\n"
     "  --token TOKEN          send Authorization: Bearer TOKEN (env HERALD_TOKEN)\n"
     "  --url URL              server URL (env HERALD_URL, default " CLI_DEFAULT_URL ")\n"
     "  -h, --help             print this help and exit\n"
@@ -99,12 +109,153 @@ done:
     return status;
 }
 
+/* {"op":"publish","topic":T,"type":TYPE,"data":DATA,"ref":"1"[,"idempotency_key":K]}: DATA as
+ * JSON when it parses (a JSON text on one line), else as a JSON string. */
+static void append_publish_message(text *message, const char *topic, const char *type,
+                                   const char *idempotency_key, const text *body) {
+    text_append_cstring(message, "{\"op\":\"publish\",\"topic\":");
+    json_append_string(message, topic, strlen(topic));
+    text_append_cstring(message, ",\"type\":");
+    json_append_string(message, type ? type : "message", strlen(type ? type : "message"));
+    text_append_cstring(message, ",\"data\":");
+    const char *data = body->length ? body->data : "";
+    size_t before = message->length;
+    if (!json_minify(data, body->length, message, NULL) && !text_failed(message)) {
+        message->length = before; /* not JSON: drop the partial copy, send it as text */
+        json_append_string(message, data, body->length);
+    }
+    text_append_cstring(message, ",\"ref\":\"1\"");
+    if (idempotency_key) {
+        text_append_cstring(message, ",\"idempotency_key\":");
+        json_append_string(message, idempotency_key, strlen(idempotency_key));
+    }
+    text_append_char(message, '}');
+}
+
+/* "herald: <message> (<code>)" from an error message of the herald.v1 protocol. */
+static void report_ws_error(json_span message) {
+    text reason, code;
+    text_init(&reason);
+    text_init(&code);
+    size_t cursor = 0;
+    json_span key, value;
+    while (json_object_next(message, &cursor, &key, &value)) {
+        if (json_kind_of(value) != JSON_KIND_STRING) continue;
+        if (json_string_equals(key, "message")) json_string_decode(value, &reason);
+        if (json_string_equals(key, "code")) json_string_decode(value, &code);
+    }
+    const char *reason_text = reason.length ? text_cstring(&reason) : NULL;
+    const char *code_text = code.length ? text_cstring(&code) : NULL;
+    fprintf(stderr, "herald: %s (%s)\n", reason_text ? reason_text : "the server refused",
+            code_text ? code_text : "error");
+    text_free(&reason);
+    text_free(&code);
+}
+
+/* Handles one message from the server while waiting for the ack. Returns an exit status once
+ * the publish is answered, -1 to keep waiting. */
+static int handle_ack_message(const char *data, size_t length) {
+    json_span message = {data, length};
+    if (!json_validate(data, length, NULL) || json_kind_of(message) != JSON_KIND_OBJECT) return -1;
+    json_span op = {0}, ref = {0}, id = {0}, key, value;
+    size_t cursor = 0;
+    while (json_object_next(message, &cursor, &key, &value)) {
+        if (json_string_equals(key, "op")) op = value;
+        if (json_string_equals(key, "ref")) ref = value;
+        if (json_string_equals(key, "id")) id = value;
+    }
+    bool ours = !ref.data || json_string_equals(ref, "1"); /* an error without ref: bad JSON */
+    if (!op.data || !ours) return -1;
+    if (json_string_equals(op, "error")) {
+        report_ws_error(message);
+        return CLI_EXIT_FAILURE;
+    }
+    if (!json_string_equals(op, "ack") || !ref.data) return -1;
+    if (!id.data || json_kind_of(id) != JSON_KIND_STRING) {
+        fprintf(stderr, "herald: the server's ack carries no event id\n");
+        return CLI_EXIT_FAILURE;
+    }
+    fputs("{\"id\":", stdout);
+    fwrite(id.data, 1, id.length, stdout);
+    fputs("}\n", stdout);
+    return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+}
+
+static int send_event_ws(const char *base_url, const char *topic, const char *type,
+                         const char *idempotency_key, const char *token, const text *body) {
+    bool strings_ok =
+        utf8_validate(topic, strlen(topic), NULL) &&
+        (!type || utf8_validate(type, strlen(type), NULL)) &&
+        (!idempotency_key || utf8_validate(idempotency_key, strlen(idempotency_key), NULL));
+    if (!strings_ok || !utf8_validate(body->length ? body->data : "", body->length, NULL)) {
+        fprintf(stderr,
+                "herald publish: --via ws sends text frames: the %s must be UTF-8 "
+                "(use --via http)\n",
+                strings_ok ? "DATA" : "TOPIC, type and idempotency key");
+        return CLI_EXIT_USAGE;
+    }
+    if (token && strpbrk(token, "\r\n")) {
+        fprintf(stderr, "herald publish: the token must not contain line breaks\n");
+        return CLI_EXIT_USAGE;
+    }
+    cli_ws_endpoint endpoint;
+    cli_ws_endpoint_init(&endpoint);
+    cli_ws_url_result parsed = cli_ws_endpoint_parse(&endpoint, base_url, "/v1/ws");
+    if (parsed != CLI_WS_URL_OK) {
+        fprintf(stderr,
+                parsed == CLI_WS_URL_TLS
+                    ? "herald: --via ws supports http:// server URLs only (no TLS): %s\n"
+                    : "herald: --via ws needs a server URL of the form http://HOST[:PORT]: %s\n",
+                base_url);
+        cli_ws_endpoint_free(&endpoint);
+        return CLI_EXIT_USAGE;
+    }
+    text message;
+    text_init(&message);
+    append_publish_message(&message, topic, type, idempotency_key, body);
+    cli_ws_client client;
+    cli_ws_init(&client);
+    int status = CLI_EXIT_FAILURE;
+    cli_ws_status connection = CLI_WS_NO_MEMORY;
+    if (!text_failed(&message)) connection = cli_ws_connect(&client, &endpoint, token);
+    if (connection == CLI_WS_OK && !cli_ws_send_text(&client, message.data, message.length))
+        connection = CLI_WS_LOST;
+    if (connection != CLI_WS_OK) {
+        cli_ws_report(&client, connection, base_url);
+    } else {
+        /* Wait for the answer to ref "1"; pings are answered on the way. */
+        long long waited_ms = 0;
+        int answer = -1;
+        while (answer < 0) {
+            connection = cli_ws_receive(&client, 1000);
+            if (connection == CLI_WS_TIMEOUT && (waited_ms += 1000) < WS_ACK_TIMEOUT_MS) continue;
+            if (connection != CLI_WS_OK) break;
+            answer = handle_ack_message(client.message.data, client.message.length);
+        }
+        if (answer >= 0) {
+            status = answer;
+        } else {
+            text description;
+            text_init(&description);
+            cli_ws_describe(&client, connection, base_url, &description);
+            const char *line = text_cstring(&description);
+            fprintf(stderr, "herald: no acknowledgement of the publish: %s\n",
+                    line ? line : "out of memory");
+            text_free(&description);
+        }
+        cli_ws_close(&client, 1000);
+    }
+    cli_ws_free(&client);
+    text_free(&message);
+    cli_ws_endpoint_free(&endpoint);
+    return status;
+}
+
 int cli_publish_main(int argc, char **argv) {
-    const char *type = NULL, *idempotency_key = NULL, *url = NULL, *token = NULL;
+    const char *type = NULL, *idempotency_key = NULL, *url = NULL, *token = NULL, *via = NULL;
     const cli_option options[] = {
-        {"--type", &type},
-        {"--idempotency-key", &idempotency_key},
-        {"--token", &token},
+        {"--type", &type}, {"--idempotency-key", &idempotency_key},
+        {"--via", &via},   {"--token", &token},
         {"--url", &url},
     };
     const char **positionals = calloc((size_t)argc + 1, sizeof *positionals);
@@ -131,6 +282,10 @@ int cli_publish_main(int argc, char **argv) {
         fprintf(stderr, "herald publish: the TOPIC is empty\n");
         parsed = CLI_USAGE_ERROR;
     }
+    if (parsed == CLI_PARSED && via && strcmp(via, "http") != 0 && strcmp(via, "ws") != 0) {
+        fprintf(stderr, "herald publish: --via must be http or ws\n");
+        parsed = CLI_USAGE_ERROR;
+    }
     if (parsed != CLI_PARSED) {
         fputs(publish_usage, stderr);
         return CLI_EXIT_USAGE;
@@ -147,10 +302,14 @@ int cli_publish_main(int argc, char **argv) {
     }
 
     int status = CLI_EXIT_FAILURE;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    if (via && strcmp(via, "ws") == 0) {
+        status = send_event_ws(cli_server_url(url), topic, type, idempotency_key, cli_token(token),
+                               &body);
+    } else if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "herald: cannot initialise libcurl\n");
     } else {
-        status = send_event(cli_server_url(url), topic, type, idempotency_key, token, &body);
+        status =
+            send_event(cli_server_url(url), topic, type, idempotency_key, cli_token(token), &body);
         curl_global_cleanup();
     }
     text_free(&body);

@@ -1,5 +1,5 @@
 /* `herald subscribe`: follow topics over SSE, short polling or long polling and print each
- * event as one JSON line. */
+ * event as one JSON line (WebSockets: cli_subscribe_ws.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +16,7 @@ static const char subscribe_usage[] =
     "may be a pattern: orders/* (one segment) or orders/** (any trailing segments).\n"
     "\n"
     "Options:\n"
-    "  --via MODE       sse (default), poll or longpoll; ws is reserved for later\n"
+    "  --via MODE       sse (default), ws, poll or longpoll\n"
     "  --since ID       start after event ID, replaying the retained events after it;\n"
     "                   without it only events published from now on are printed\n"
     "  --count N        exit 0 after printing N events\n"
@@ -29,13 +29,20 @@ static const char subscribe_usage[] =
     "Output:\n"
     "  poll, longpoll   each event object as the server sends it:\n"
     "                   {\"id\",\"topic\",\"type\",\"time\",\"data\"}\n"
+    "  ws               the same event objects, taken from the server's event messages\n"
+    "                   (without their \"op\" member, the rest byte for byte); reset notices\n"
+    "                   (history truncated, unknown id) are warnings on stderr\n"
     "  sse              an SSE frame carries no topic or time, so each line is\n"
     "                   {\"id\",\"type\",\"data\"}: data is the JSON value when the frame's data\n"
     "                   is JSON text, else a JSON string. herald.reset notices (history\n"
     "                   truncated, unknown id) are printed the same way.\n"
     "\n"
     "sse resumes a dropped stream from the last id (Last-Event-ID) after the server's retry\n"
-    "delay, so nothing is missed or repeated. poll and longpoll (wait=30) follow the server's\n"
+    "delay, so nothing is missed or repeated. ws holds one WebSocket to /v1/ws (herald.v1,\n"
+    "http:// URLs only) with a subscription per TOPIC; a dropped connection is reopened after\n"
+    "1-3 s and each TOPIC resubscribed from the last event printed for it, so again nothing\n"
+    "is missed or repeated. A subscription the server refuses (an error such as forbidden)\n"
+    "ends the command with status 1. poll and longpoll (wait=30) follow the server's\n"
     "\"next\" cursor; without --since their first request only fetches that cursor.\n"
     "\n"
     "Exit status: 0 done or interrupted, 1 server or connection error, 2 usage error.\n";
@@ -469,7 +476,7 @@ int cli_subscribe_main(int argc, char **argv) {
             problem = "--interval needs a duration such as 500ms, 2s or 1m";
         else if (via && strcmp(via, "sse") && strcmp(via, "poll") && strcmp(via, "longpoll") &&
                  strcmp(via, "ws"))
-            problem = "--via must be sse, poll or longpoll";
+            problem = "--via must be sse, ws, poll or longpoll";
         for (size_t i = 0; i < sub.topic_count && !problem; i++)
             if (!*sub.topics[i]) problem = "a TOPIC is empty";
     }
@@ -481,7 +488,15 @@ int cli_subscribe_main(int argc, char **argv) {
         if (problem) fprintf(stderr, "herald subscribe: %s\n", problem);
         fputs(subscribe_usage, stderr);
     } else if (via && strcmp(via, "ws") == 0) {
-        fprintf(stderr, "herald: --via ws is not available yet\n");
+        cli_ws_subscribe_request request = {
+            .topics = sub.topics,
+            .topic_count = sub.topic_count,
+            .url = cli_server_url(url),
+            .token = cli_token(token),
+            .since = since,
+            .count_limit = sub.count_limit,
+        };
+        status = cli_subscribe_ws(&request);
     } else if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "herald: cannot initialise libcurl\n");
         status = CLI_EXIT_FAILURE;
