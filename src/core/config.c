@@ -204,7 +204,8 @@ void server_config_print_usage(void) {
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         char flag[64];
         snprintf(flag, sizeof flag, "--%s%s", options[i].name, options[i].kind == OPTION_FLAG ? "" : " VALUE");
-        printf("  %-26s %s\n", flag, options[i].help);
+        if (strlen(flag) > 26) printf("  %s\n  %-26s %s\n", flag, "", options[i].help);
+        else printf("  %-26s %s\n", flag, options[i].help);
     }
     printf("  %-26s %s\n", "--help", "show this help");
 }
