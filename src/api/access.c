@@ -51,14 +51,21 @@ bool access_tokens_configured(const access_policy *policy) {
     return policy->jwt_secret != NULL;
 }
 
-static bool find_token(const http_request *request, const url_query *query, const char **token, size_t *length) {
+/* from_cookie: a cookie rides along with any request a browser makes, so it may carry a
+ * subscriber token but never an API key. */
+static bool find_token(const http_request *request, const url_query *query, const char **token, size_t *length,
+                       bool *from_cookie) {
+    *from_cookie = false;
     const char *authorization = http_request_header(request, "authorization");
     if (authorization && auth_token_from_authorization(authorization, strlen(authorization), token, length))
         return true;
     const char *from_query = query ? url_query_get(query, "token") : NULL;
     if (from_query && auth_token_from_query(from_query, strlen(from_query), token, length)) return true;
     const char *cookie = http_request_header(request, "cookie");
-    if (cookie && auth_token_from_cookie(cookie, strlen(cookie), token, length)) return true;
+    if (cookie && auth_token_from_cookie(cookie, strlen(cookie), token, length)) {
+        *from_cookie = true;
+        return true;
+    }
     return false;
 }
 
@@ -69,7 +76,8 @@ void access_identify(const access_policy *policy, const http_request *request, c
     const char *token;
     size_t length;
     const char *authorization = http_request_header(request, "authorization");
-    if (!find_token(request, query, &token, &length)) {
+    bool from_cookie;
+    if (!find_token(request, query, &token, &length, &from_cookie)) {
         if (authorization) {
             identity->presented = true;
             identity->refusal = "The Authorization header must be 'Bearer <token>'.";
@@ -77,7 +85,7 @@ void access_identify(const access_policy *policy, const http_request *request, c
         return;
     }
     identity->presented = true;
-    if (access_keys_configured(policy) && auth_api_key_matches(&policy->keys, token, length)) {
+    if (!from_cookie && access_keys_configured(policy) && auth_api_key_matches(&policy->keys, token, length)) {
         identity->admin = true;
         return;
     }

@@ -1,6 +1,8 @@
 #include "api/router.h"
 
+#include <ctype.h>
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,8 +148,66 @@ static bool apply_cors(connection *c, const http_request *h) {
     return false;
 }
 
+/* A Host that a rebound DNS name would produce: a domain name (letters and dots) other than
+ * localhost. IP literals and single-label names cannot be rebound by a web page's author. */
+static bool host_is_rebindable_name(const char *host) {
+    if (host[0] == '[') return false; /* an IPv6 literal */
+    size_t length = strcspn(host, ":");
+    bool letter = false, dot = false;
+    for (size_t i = 0; i < length; i++) {
+        if (isalpha((unsigned char)host[i])) letter = true;
+        if (host[i] == '.') dot = true;
+    }
+    if (!letter || !dot) return false;
+    static const char localhost[] = ".localhost";
+    size_t suffix = sizeof localhost - 1;
+    if (length >= suffix && strncasecmp(host + length - suffix, localhost, suffix) == 0) return false;
+    if (length >= suffix + 1 && host[length - 1] == '.' &&
+        strncasecmp(host + length - suffix - 1, localhost, suffix) == 0)
+        return false;
+    return true;
+}
+
+/* A browser sends Origin on cross-origin requests and WebSocket handshakes, and delivers a
+ * no-cors POST or a WebSocket even though the page may not read the answer. So a page of another
+ * site must not reach herald through a visitor's browser (CSRF): a request whose Origin is neither
+ * herald's own nor allowed by --cors-origin is refused. An open herald (no keys) on loopback also
+ * answers only to loopback Host names, so a rebound DNS name cannot reach it. */
+static bool refuse_foreign_browser(connection *c, const http_request *h) {
+    const access_policy *policy = c->server->access;
+    const char *host = http_request_header(h, "host");
+    if (policy && !access_keys_configured(policy) && !c->server->config.insecure && host &&
+        host_is_rebindable_name(host)) {
+        connection_respond_error(c, 403, "forbidden",
+                                 "This herald has no API keys and answers only to localhost or an IP address "
+                                 "in Host (a defence against DNS rebinding).",
+                                 NULL);
+        return true;
+    }
+    const char *origin = http_request_header(h, "origin");
+    if (!origin) return false;
+    if (host) {
+        size_t host_length = strlen(host);
+        for (const char *scheme = "http://"; scheme; scheme = strcmp(scheme, "http://") == 0 ? "https://" : NULL) {
+            size_t scheme_length = strlen(scheme);
+            if (strlen(origin) == scheme_length + host_length && strncasecmp(origin, scheme, scheme_length) == 0 &&
+                strcasecmp(origin + scheme_length, host) == 0)
+                return false; /* herald's own origin */
+        }
+    }
+    if (policy && auth_cors_configured(&policy->cors) && auth_cors_origin_allowed(&policy->cors, origin, strlen(origin)))
+        return false;
+    connection_respond_error(c, 403, "forbidden",
+                             "Requests from this web page's origin are not allowed (see --cors-origin).",
+                             "Vary: Origin\r\n");
+    return true;
+}
+
 void api_handle_request(connection *c, const http_request *h) {
     api_request r = {.connection = c, .server = c->server, .http = h};
+    free(c->response_headers);
+    c->response_headers = NULL;
+    if (refuse_foreign_browser(c, h)) return;
     if (apply_cors(c, h)) return;
     const char *target = h->target;
     const char *question = strchr(target, '?');

@@ -227,13 +227,15 @@ describe('API keys', () => {
       { headers: { ...h, Authorization: `bearer ${KEY}` } }, // the scheme is case-insensitive
       { headers: { ...h, Authorization: `Bearer   ${KEY}` } },
       { headers: h, query: `?token=${encodeURIComponent(KEY)}` },
-      { headers: { ...h, Cookie: `a=b; herald_token=${KEY}` } },
     ];
     for (const [i, o] of ok.entries()) {
       const r = await request(`${url}${o.query ?? ''}`, { method: 'POST', headers: o.headers, body: `{"n":${i}}` });
       assert.equal(r.status, 201, `variant ${i}: ${r.status} ${r.text}`);
     }
-    assert.deepEqual((await stored(srv, 'k')).map((e) => e.data.n), [0, 1, 2, 3, 4]);
+    assert.deepEqual((await stored(srv, 'k')).map((e) => e.data.n), [0, 1, 2, 3]);
+    // A cookie rides along with any request a browser makes (CSRF): it never carries an API key.
+    assert401(await request(url, { method: 'POST', headers: { ...h, Cookie: `a=b; herald_token=${KEY}` }, body: '{"n":9}' }),
+      'a key in the cookie');
   });
 
   test('repeatable --api-key: each key works', async (t) => {
@@ -338,7 +340,7 @@ describe('API keys', () => {
     await publishOk(srv.url, 'any/t', { a: 1 }, { headers: bearer(KEY) });
     assert.equal((await get(`${srv.url}/v1/topics/any/t/events?since=0`, { headers: bearer(KEY) })).status, 200);
     assert.equal((await get(`${srv.url}/v1/events?topic=**&since=0&token=${KEY}`)).status, 200);
-    const lp = get(`${srv.url}/v1/topics/any/t/events?since=1&wait=5`, { headers: { Cookie: `herald_token=${KEY}` } });
+    const lp = get(`${srv.url}/v1/topics/any/t/events?since=1&wait=5&token=${KEY}`);
     await sleep(100);
     await publishOk(srv.url, 'any/t', { a: 2 }, { headers: bearer(KEY) });
     const lr = await lp;
@@ -743,14 +745,17 @@ describe('CORS', () => {
     const expose = (r.headers['access-control-expose-headers'] ?? '').toLowerCase();
     for (const h of ['etag', 'herald-epoch']) assert.ok(expose.includes(h), `Expose-Headers has ${h}: ${expose}`);
 
+    // A page of another origin is refused outright (CSRF: a browser delivers no-cors POSTs).
     r = await get(`${srv.url}/v1/topics/c/events?since=0`, { headers: { Origin: 'http://evil.test' } });
-    assert.equal(r.status, 200, 'a non-browser request still gets its answer');
+    assert.equal(r.status, 403);
+    assert.equal(r.json.error, 'forbidden');
     assert.equal(r.headers['access-control-allow-origin'], undefined);
     assert.equal(r.headers['access-control-allow-credentials'], undefined);
     assert.match(r.headers.vary ?? '', /\bOrigin\b/i);
 
     for (const o of ['http://app.test.evil', 'https://app.test', 'http://app.test:8080', 'null']) {
       r = await get(`${srv.url}/v1/topics/c/events`, { headers: { Origin: o } });
+      assert.equal(r.status, 403, `Origin ${o}`);
       assert.equal(r.headers['access-control-allow-origin'], undefined, `Origin ${o}`);
     }
     r = await get(`${srv.url}/v1/topics/c/events`);
@@ -830,11 +835,25 @@ describe('CORS', () => {
     (await WsRaw.open(srv2.port, { path: `/v1/ws?token=${token}`, headers: { Origin: APP } })).destroy();
   });
 
-  test('without --cors-origin: no CORS headers, and any WebSocket Origin is accepted', async (t) => {
+  test('without --cors-origin: only herald\'s own origin; foreign pages get 403 (also no-cors POSTs and WebSockets)', async (t) => {
     const srv = await startServer(t);
-    const r = await get(`${srv.url}/v1/topics/c/events`, { headers: { Origin: APP } });
-    assert.equal(r.status, 200);
+    let r = await get(`${srv.url}/v1/topics/c/events`, { headers: { Origin: APP } });
+    assert.equal(r.status, 403);
     assert.equal(r.headers['access-control-allow-origin'], undefined);
-    (await WsRaw.open(srv.port, { path: '/v1/ws', headers: { Origin: 'http://anything.test' } })).destroy();
+    r = await request(`${srv.url}/v1/topics/c/events`, { method: 'POST', headers: { Origin: APP, 'Content-Type': 'text/plain' }, body: 'forged' });
+    assert.equal(r.status, 403);
+    r = await request(`${srv.url}/v1/webhooks`, { method: 'POST', headers: { Origin: APP, 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: JSON.stringify({ url: 'https://attacker.example/x', topics: ['**'] }) });
+    assert.equal(r.status, 403);
+    assert.deepEqual((await get(`${srv.url}/v1/topics/c/events?since=0`)).json.events, []);
+    r = await get(`${srv.url}/v1/topics/c/events`, { headers: { Origin: srv.url } });
+    assert.equal(r.status, 200, 'herald\'s own origin');
+    await assert.rejects(WsRaw.open(srv.port, { path: '/v1/ws', headers: { Origin: 'http://anything.test' } }));
+    (await WsRaw.open(srv.port, { path: '/v1/ws', host: `127.0.0.1:${srv.port}`, headers: { Origin: srv.url } })).destroy();
+    // DNS rebinding: an open herald answers only to localhost or IP literals in Host.
+    r = await request(`${srv.url}/healthz`, { headers: { Host: 'attacker.example:80' } });
+    assert.equal(r.status, 403);
+    r = await request(`${srv.url}/healthz`, { headers: { Host: `localhost:${srv.port}` } });
+    assert.equal(r.status, 200);
   });
 });

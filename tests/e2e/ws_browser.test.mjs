@@ -61,8 +61,9 @@ async function waitMessages(page, n, timeout = 5000) {
 }
 
 test('browser chat: two Chromium pages exchange messages over raw mode, same order on both', { skip }, async (t) => {
-  const srv = await startServer(t);
+  // The page comes from another origin, which herald refuses unless --cors-origin allows it.
   const pageUrl = await pageServer(t);
+  const srv = await startServer(t, { args: ['--cors-origin', new URL(pageUrl).origin] });
   const browser = await launch(t);
   const ctx = await browser.newContext();
   const [alice, bob] = await Promise.all([ctx.newPage(), ctx.newPage()]);
@@ -118,8 +119,9 @@ test('browser chat: two Chromium pages exchange messages over raw mode, same ord
 });
 
 test('browser: a JSON message in raw mode is published as JSON and arrives as its JSON text', { skip }, async (t) => {
-  const srv = await startServer(t);
+  // The page comes from another origin, which herald refuses unless --cors-origin allows it.
   const pageUrl = await pageServer(t);
+  const srv = await startServer(t, { args: ['--cors-origin', new URL(pageUrl).origin] });
   const browser = await launch(t);
   const page = await browser.newPage();
   await page.goto(pageUrl);
