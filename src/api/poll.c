@@ -18,8 +18,10 @@ typedef struct poll_state {
     bool has_since;
     uint64_t since;
     size_t limit;
-    char if_none_match[48]; /* as sent, empty when absent */
     bool has_if_none_match;
+    bool if_none_match_any; /* "*" */
+    uint64_t known_cursors[8]; /* the entity-tags sent, as cursors (weak comparison) */
+    size_t known_cursor_count;
     hub_subscription **subscriptions; /* one per selection pattern */
     size_t subscription_count;
 } poll_state;
@@ -28,6 +30,39 @@ static void poll_state_free(poll_state *p) {
     unsubscribe_selection(p->server->hub, p->subscriptions, p->subscription_count);
     topic_selection_free(&p->selection);
     free(p);
+}
+
+/* If-None-Match is a list of entity-tags compared weakly (RFC 9110 §13.1.2): W/"7" and "7"
+ * both name cursor 7, and "*" matches any answer. */
+static void read_if_none_match(poll_state *p, const char *value) {
+    const char *at = value;
+    while (*at) {
+        while (*at == ' ' || *at == '\t' || *at == ',') at++;
+        if (*at == '*') p->if_none_match_any = true;
+        if (at[0] == 'W' && at[1] == '/') at += 2;
+        if (*at == '"') {
+            const char *end = strchr(at + 1, '"');
+            if (!end) return;
+            char digits[24];
+            size_t length = (size_t)(end - at - 1);
+            uint64_t cursor;
+            if (length < sizeof digits && p->known_cursor_count < 8) {
+                memcpy(digits, at + 1, length);
+                digits[length] = '\0';
+                if (parse_event_id(digits, &cursor)) p->known_cursors[p->known_cursor_count++] = cursor;
+            }
+            at = end + 1;
+        } else {
+            while (*at && *at != ',') at++;
+        }
+    }
+}
+
+static bool cursor_known(const poll_state *p, uint64_t cursor) {
+    if (p->if_none_match_any) return true;
+    for (size_t i = 0; i < p->known_cursor_count; i++)
+        if (p->known_cursors[i] == cursor) return true;
+    return false;
 }
 
 typedef enum poll_outcome { POLL_ANSWERED, POLL_NOTHING_NEW, POLL_FAILED } poll_outcome;
@@ -70,7 +105,7 @@ static poll_outcome poll_answer(poll_state *p, bool may_wait, bool timed_out) {
     snprintf(headers, sizeof headers, "ETag: %s\r\nCache-Control: no-cache\r\n", etag);
     /* The client already holds what this answer would say: its ETag is the cursor we would
      * return (also without since, when the newest events are unchanged). */
-    if (p->has_if_none_match && (strcmp(p->if_none_match, etag) == 0 || (events.count == 0 && timed_out))) {
+    if (p->has_if_none_match && (cursor_known(p, next) || (events.count == 0 && timed_out))) {
         event_list_free(&events);
         connection_respond(c, 304, NULL, NULL, 0, headers);
         return POLL_ANSWERED;
@@ -179,7 +214,7 @@ void api_handle_poll(api_request *r) {
     p->limit = limit;
     if (if_none_match) {
         p->has_if_none_match = true;
-        snprintf(p->if_none_match, sizeof p->if_none_match, "%s", if_none_match);
+        read_if_none_match(p, if_none_match);
     }
     if (poll_answer(p, wait_seconds > 0 && !r->server->shutting_down, false) != POLL_NOTHING_NEW) {
         poll_state_free(p);

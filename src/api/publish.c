@@ -127,7 +127,8 @@ static void submit(api_request *r, const store_item *items, size_t count, bool b
     }
     text store_key;
     text_init(&store_key);
-    const char *namespaced = idempotency_store_key(&store_key, "p:", key, key_length);
+    /* Single and batch receipts differ in shape, so their keys live apart. */
+    const char *namespaced = idempotency_store_key(&store_key, batch ? "b:" : "p:", key, key_length);
     if (key && !namespaced) {
         text_free(&store_key);
         connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
@@ -190,10 +191,13 @@ static bool read_batch_entry(api_request *r, json_span element, size_t index, ba
     bool has_topic = false, has_type = false;
     size_t cursor = 0;
     while (json_object_next(element, &cursor, &key, &value)) {
+        /* A repeated member: the last one counts, as everywhere else in herald. */
         if (json_string_equals(key, "topic")) {
+            text_clear(&entry->topic);
             if (json_kind_of(value) != JSON_KIND_STRING || !json_string_decode(value, &entry->topic)) break;
             has_topic = true;
         } else if (json_string_equals(key, "type")) {
+            text_clear(&entry->type);
             if (json_kind_of(value) != JSON_KIND_STRING || !json_string_decode(value, &entry->type)) {
                 snprintf(message, sizeof message, "events[%zu].type must be a string.", index);
                 return batch_fail(r, "invalid_type", message);

@@ -70,7 +70,10 @@ static void on_source_removed(void *context, source_outcome outcome, const char 
 
 static const connection_handler waiting_handler = {0};
 
+/* Decodes a string member into out, replacing what a repeated member put there (the last one
+ * counts). */
 static bool string_member(json_span value, text *out) {
+    text_clear(out);
     return json_kind_of(value) == JSON_KIND_STRING && json_string_decode(value, out) && text_cstring(out) &&
            strlen(out->data) == out->length;
 }

@@ -9,7 +9,7 @@
 #include "http/response.h"
 
 #define WRITE_BATCH 64
-#define HELD_INPUT_LIMIT (64 * 1024)
+#define HELD_INPUT_LIMIT (64 * 1024) /* then reading pauses until the waiting answer is out */
 
 /* libuv calls alloc and read back to back for one stream, so one loop-wide read buffer serves
  * every connection and an idle connection owns no read memory. */
@@ -371,7 +371,7 @@ void connection_respond(connection *c, int status, const char *content_type, con
     http_response_head(&t, status, content_type, bodiless ? HTTP_NO_CONTENT_LENGTH : body_length, keep_alive,
                        c->server->epoch, headers.length ? text_cstring(&headers) : NULL);
     text_free(&headers);
-    if (body_length) text_append(&t, body, body_length);
+    if (body_length && !c->head_request) text_append(&t, body, body_length); /* HEAD: the head only */
     buffer *b = text_to_buffer(&t);
     text_free(&t);
     if (!b) {
@@ -420,6 +420,9 @@ void connection_begin_handler(connection *c, connection_mode mode, const connect
     http_parser_reset(&c->parser);
 }
 
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
 static void resume_reading(connection *c) {
     if (c->closing) return;
     char *held = c->held_input;
@@ -431,6 +434,10 @@ static void resume_reading(connection *c) {
         free(held);
     } else if (!c->in_input_processing) {
         connection_set_timer(c, TIMER_IDLE, c->server->config.idle_timeout_ms);
+    }
+    if (c->read_paused && !c->closing && !c->close_after_flush && c->mode == CONNECTION_READING_REQUEST) {
+        c->read_paused = false;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
 }
 
@@ -452,10 +459,6 @@ void connection_end_handler(connection *c) {
 static void hold_input(connection *c, const char *data, size_t length) {
     if (length == 0) return;
     if (c->mode == CONNECTION_STREAMING) return; /* a stream's client has nothing more to say */
-    if (c->held_length + length > HELD_INPUT_LIMIT) {
-        connection_close(c);
-        return;
-    }
     char *held = realloc(c->held_input, c->held_length + length);
     if (!held) {
         connection_close(c);
@@ -464,6 +467,12 @@ static void hold_input(connection *c, const char *data, size_t length) {
     memcpy(held + c->held_length, data, length);
     c->held_input = held;
     c->held_length += length;
+    /* Enough is waiting: stop reading (TCP pushes back on the client) until the answer it waits
+     * behind has gone out; resume_reading starts again. */
+    if (c->held_length >= HELD_INPUT_LIMIT && !c->read_paused) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->read_paused = true;
+    }
 }
 
 static void connection_process_input(connection *c, const char *data, size_t length) {
@@ -504,6 +513,7 @@ static void connection_process_input(connection *c, const char *data, size_t len
         connection_set_timer(c, TIMER_NONE, 0);
         const http_request *r = http_parser_request(&c->parser);
         c->keep_alive = r->keep_alive;
+        c->head_request = strcmp(r->method, "HEAD") == 0;
         c->server->requests_total++;
         api_handle_request(c, r);
         if (c->closing || c->close_after_flush) break;

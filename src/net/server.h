@@ -68,11 +68,13 @@ struct connection {
     bool closing;
     bool close_after_flush;
     bool lingering;
+    bool read_paused; /* enough pipelined input is held: not reading until it is processed */
     bool unlisted; /* out of the server's list (closing or lingering) */
     bool continue_sent;
     bool in_input_processing;
     bool dirty;
     bool keep_alive;
+    bool head_request; /* the request being answered is HEAD: no body (RFC 9110 §9.3.2) */
     int operations;    /* handler work that still references this connection */
     int open_handles;  /* tcp + timer until their close callbacks ran */
     char *held_input;  /* bytes that arrived while the connection was not reading requests */
