@@ -170,6 +170,11 @@ int main(int argc, char **argv) {
     if (strcmp(command, "serve") == 0) return serve_main(argc - 1, argv + 1);
     if (strcmp(command, "publish") == 0) return cli_publish_main(argc - 1, argv + 1);
     if (strcmp(command, "subscribe") == 0) return cli_subscribe_main(argc - 1, argv + 1);
+    if (strcmp(command, "version") == 0 && argc > 2 &&
+        (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+        printf("usage: herald version\n\nPrints \"herald X.Y.Z\".\n");
+        return 0;
+    }
     if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
         printf("herald %s\n", HERALD_VERSION);
         return 0;

@@ -213,7 +213,7 @@ void api_handle_request(connection *c, const http_request *h) {
     const char *question = strchr(target, '?');
     size_t path_length = question ? (size_t)(question - target) : strlen(target);
     if (question && !url_query_parse(question + 1, strlen(question + 1), &r.query)) {
-        connection_respond_error(c, 400, "invalid_parameter", "The query string is malformed.", NULL);
+        connection_respond_error(c, 400, "invalid_parameter", "The query string is malformed or has more than 64 parameters.", NULL);
         return;
     }
     if (c->server->access) access_identify(c->server->access, h, &r.query, &r.identity);

@@ -199,7 +199,7 @@ void server_config_print_usage(void) {
     printf("usage: herald serve [options]\n\n"
            "Starts the herald server on the embedded store. Every option can also be set with\n"
            "its HERALD_* variable (e.g. --history-size as HERALD_HISTORY_SIZE); a flag wins.\n"
-           "Durations: 500ms, 15s, 5m, 2h (a bare number means seconds). Sizes: 65536, 64KiB, 1MiB.\n\n"
+           "Durations: 500ms, 15s, 5m, 2h, 1d (a bare number means seconds). Sizes: 65536, 64KiB, 1MiB.\n\n"
            "options:\n");
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         char flag[64];
