@@ -8,9 +8,9 @@
 
 #include "api/access.h"
 #include "cli/cli.h"
-#include "hooks/sources.h"
 #include "core/config.h"
 #include "hooks/deliverer.h"
+#include "hooks/sources.h"
 #include "hub/hub.h"
 #include "net/server.h"
 #include "store/store.h"
@@ -29,11 +29,13 @@ static void print_usage(FILE *out) {
 
 static void on_commit(void *context, event *const *events, size_t count) {
     hub *h = context;
-    for (size_t i = 0; i < count; i++) hub_publish(h, events[i]);
+    for (size_t i = 0; i < count; i++)
+        hub_publish(h, events[i]);
 }
 
 static bool host_is_loopback(const char *host) {
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
 }
 
 static void close_walk(uv_handle_t *handle, void *arg) {
@@ -60,7 +62,8 @@ static int serve_main(int argc, char **argv) {
 
 static int serve_configured(void) {
     char error[512];
-    if (strcmp(config.listen_host, "localhost") == 0) snprintf(config.listen_host, sizeof config.listen_host, "127.0.0.1");
+    if (strcmp(config.listen_host, "localhost") == 0)
+        snprintf(config.listen_host, sizeof config.listen_host, "127.0.0.1");
     if (access_policy_build(&serve_access, &config, error, sizeof error) != 0) {
         fprintf(stderr, "herald: %s\n", error);
         server_config_free(&config);
@@ -69,26 +72,35 @@ static int serve_configured(void) {
     bool keys = access_keys_configured(&serve_access);
     if (!keys && !host_is_loopback(config.listen_host)) {
         if (!config.insecure) {
-            fprintf(stderr,
-                    "herald: refusing to listen on %s without API keys: anyone who can reach it could "
-                    "publish and manage herald. Set --api-key (or HERALD_API_KEYS), listen on 127.0.0.1, "
-                    "or pass --insecure to accept that.\n",
-                    config.listen_host);
+            fprintf(
+                stderr,
+                "herald: refusing to listen on %s without API keys: anyone who can reach it could "
+                "publish and manage herald. Set --api-key (or HERALD_API_KEYS), listen on "
+                "127.0.0.1, "
+                "or pass --insecure to accept that.\n",
+                config.listen_host);
             access_policy_free(&serve_access);
             server_config_free(&config);
             return 2;
         }
-        fprintf(stderr, "herald: warning: listening on %s with no API keys (--insecure): anyone who can reach "
-                        "it may publish and manage.\n", config.listen_host);
+        fprintf(
+            stderr,
+            "herald: warning: listening on %s with no API keys (--insecure): anyone who can reach "
+            "it may publish and manage.\n",
+            config.listen_host);
     } else if (!keys) {
-        fprintf(stderr, "herald: warning: no API keys are configured; listening on loopback only, open to local "
+        fprintf(stderr, "herald: warning: no API keys are configured; listening on loopback only, "
+                        "open to local "
                         "clients.\n");
     }
     if (keys && !access_tokens_configured(&serve_access))
-        fprintf(stderr, "herald: note: no --jwt-secret: subscribing (polling, SSE, WebSocket) is open to anyone "
+        fprintf(stderr, "herald: note: no --jwt-secret: subscribing (polling, SSE, WebSocket) is "
+                        "open to anyone "
                         "who can reach herald; publishing and management need a key.\n");
     if (config.jwt_secret && strlen(config.jwt_secret) < 32)
-        fprintf(stderr, "herald: warning: --jwt-secret is shorter than 32 bytes; use a long random secret.\n");
+        fprintf(
+            stderr,
+            "herald: warning: --jwt-secret is shorter than 32 bytes; use a long random secret.\n");
     signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
     store_options options = {
@@ -179,7 +191,8 @@ int main(int argc, char **argv) {
         printf("herald %s\n", HERALD_VERSION);
         return 0;
     }
-    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) {
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 ||
+        strcmp(command, "help") == 0) {
         print_usage(stdout);
         return 0;
     }

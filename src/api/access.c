@@ -5,7 +5,8 @@
 #include <string.h>
 #include <time.h>
 
-int access_policy_build(access_policy *policy, const server_config *config, char *error, size_t error_size) {
+int access_policy_build(access_policy *policy, const server_config *config, char *error,
+                        size_t error_size) {
     memset(policy, 0, sizeof *policy);
     auth_key_set_init(&policy->keys);
     auth_cors_init(&policy->cors);
@@ -13,7 +14,8 @@ int access_policy_build(access_policy *policy, const server_config *config, char
         const char *key = config->api_keys.items[i];
         auth_status status = auth_key_set_add(&policy->keys, key, strlen(key));
         if (status != AUTH_OK) {
-            snprintf(error, error_size, "API key %zu is not usable: %s", i + 1, auth_status_message(status));
+            snprintf(error, error_size, "API key %zu is not usable: %s", i + 1,
+                     auth_status_message(status));
             return -1;
         }
     }
@@ -29,7 +31,8 @@ int access_policy_build(access_policy *policy, const server_config *config, char
         const char *origin = config->cors_origins.items[i];
         auth_status status = auth_cors_add(&policy->cors, origin, strlen(origin));
         if (status != AUTH_OK) {
-            snprintf(error, error_size, "CORS origin '%s' is not usable: %s", origin, auth_status_message(status));
+            snprintf(error, error_size, "CORS origin '%s' is not usable: %s", origin,
+                     auth_status_message(status));
             return -1;
         }
     }
@@ -53,14 +56,16 @@ bool access_tokens_configured(const access_policy *policy) {
 
 /* from_cookie: a cookie rides along with any request a browser makes, so it may carry a
  * subscriber token but never an API key. */
-static bool find_token(const http_request *request, const url_query *query, const char **token, size_t *length,
-                       bool *from_cookie) {
+static bool find_token(const http_request *request, const url_query *query, const char **token,
+                       size_t *length, bool *from_cookie) {
     *from_cookie = false;
     const char *authorization = http_request_header(request, "authorization");
-    if (authorization && auth_token_from_authorization(authorization, strlen(authorization), token, length))
+    if (authorization &&
+        auth_token_from_authorization(authorization, strlen(authorization), token, length))
         return true;
     const char *from_query = query ? url_query_get(query, "token") : NULL;
-    if (from_query && auth_token_from_query(from_query, strlen(from_query), token, length)) return true;
+    if (from_query && auth_token_from_query(from_query, strlen(from_query), token, length))
+        return true;
     const char *cookie = http_request_header(request, "cookie");
     if (cookie && auth_token_from_cookie(cookie, strlen(cookie), token, length)) {
         *from_cookie = true;
@@ -69,8 +74,8 @@ static bool find_token(const http_request *request, const url_query *query, cons
     return false;
 }
 
-void access_identify(const access_policy *policy, const http_request *request, const url_query *query,
-                     access_identity *identity) {
+void access_identify(const access_policy *policy, const http_request *request,
+                     const url_query *query, access_identity *identity) {
     memset(identity, 0, sizeof *identity);
     auth_claims_init(&identity->claims);
     const char *token;
@@ -85,7 +90,8 @@ void access_identify(const access_policy *policy, const http_request *request, c
         return;
     }
     identity->presented = true;
-    if (!from_cookie && access_keys_configured(policy) && auth_api_key_matches(&policy->keys, token, length)) {
+    if (!from_cookie && access_keys_configured(policy) &&
+        auth_api_key_matches(&policy->keys, token, length)) {
         identity->admin = true;
         return;
     }
@@ -93,10 +99,13 @@ void access_identify(const access_policy *policy, const http_request *request, c
         identity->refusal = "The credential is not a valid API key.";
         return;
     }
-    auth_jwt_verdict verdict = auth_verify_jwt(token, length, policy->jwt_secret, policy->jwt_secret_length,
-                                               (int64_t)time(NULL), 0, &identity->claims);
-    if (verdict == AUTH_JWT_OK) identity->has_claims = true;
-    else identity->refusal = auth_jwt_verdict_message(verdict);
+    auth_jwt_verdict verdict =
+        auth_verify_jwt(token, length, policy->jwt_secret, policy->jwt_secret_length,
+                        (int64_t)time(NULL), 0, &identity->claims);
+    if (verdict == AUTH_JWT_OK)
+        identity->has_claims = true;
+    else
+        identity->refusal = auth_jwt_verdict_message(verdict);
 }
 
 void access_identity_free(access_identity *identity) {
@@ -112,15 +121,19 @@ access_decision access_manage(const access_policy *policy, const access_identity
     return refuse(identity);
 }
 
-access_decision access_publish(const access_policy *policy, const access_identity *identity, const char *topic) {
+access_decision access_publish(const access_policy *policy, const access_identity *identity,
+                               const char *topic) {
     if (!access_keys_configured(policy) || identity->admin) return ACCESS_ALLOWED;
-    if (identity->has_claims && auth_claims_allow_publish(&identity->claims, topic, strlen(topic))) return ACCESS_ALLOWED;
+    if (identity->has_claims && auth_claims_allow_publish(&identity->claims, topic, strlen(topic)))
+        return ACCESS_ALLOWED;
     return refuse(identity);
 }
 
-access_decision access_subscribe(const access_policy *policy, const access_identity *identity, const char *pattern) {
+access_decision access_subscribe(const access_policy *policy, const access_identity *identity,
+                                 const char *pattern) {
     if (!access_tokens_configured(policy) || identity->admin) return ACCESS_ALLOWED;
-    if (identity->has_claims && auth_claims_allow_subscribe(&identity->claims, pattern, strlen(pattern)))
+    if (identity->has_claims &&
+        auth_claims_allow_subscribe(&identity->claims, pattern, strlen(pattern)))
         return ACCESS_ALLOWED;
     return refuse(identity);
 }
@@ -128,5 +141,6 @@ access_decision access_subscribe(const access_policy *policy, const access_ident
 const char *access_refusal_message(const access_identity *identity, access_decision decision) {
     if (decision == ACCESS_FORBIDDEN) return "The credential does not allow this topic or action.";
     if (identity->refusal) return identity->refusal;
-    return "A credential is needed: send 'Authorization: Bearer <key or token>', ?token= or the herald_token cookie.";
+    return "A credential is needed: send 'Authorization: Bearer <key or token>', ?token= or the "
+           "herald_token cookie.";
 }

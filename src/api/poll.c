@@ -19,7 +19,7 @@ typedef struct poll_state {
     uint64_t since;
     size_t limit;
     bool has_if_none_match;
-    bool if_none_match_any; /* "*" */
+    bool if_none_match_any;    /* "*" */
     uint64_t known_cursors[8]; /* the entity-tags sent, as cursors (weak comparison) */
     size_t known_cursor_count;
     hub_subscription **subscriptions; /* one per selection pattern */
@@ -37,7 +37,8 @@ static void poll_state_free(poll_state *p) {
 static void read_if_none_match(poll_state *p, const char *value) {
     const char *at = value;
     while (*at) {
-        while (*at == ' ' || *at == '\t' || *at == ',') at++;
+        while (*at == ' ' || *at == '\t' || *at == ',')
+            at++;
         if (*at == '*') p->if_none_match_any = true;
         if (at[0] == 'W' && at[1] == '/') at += 2;
         if (*at == '"') {
@@ -49,11 +50,13 @@ static void read_if_none_match(poll_state *p, const char *value) {
             if (length < sizeof digits && p->known_cursor_count < 8) {
                 memcpy(digits, at + 1, length);
                 digits[length] = '\0';
-                if (parse_event_id(digits, &cursor)) p->known_cursors[p->known_cursor_count++] = cursor;
+                if (parse_event_id(digits, &cursor))
+                    p->known_cursors[p->known_cursor_count++] = cursor;
             }
             at = end + 1;
         } else {
-            while (*at && *at != ',') at++;
+            while (*at && *at != ',')
+                at++;
         }
     }
 }
@@ -81,15 +84,19 @@ static poll_outcome poll_answer(poll_state *p, bool may_wait, bool timed_out) {
     /* Nothing newer than the cursor can exist: skip the read (the cheap "no change"). */
     bool nothing_newer = p->has_since && p->since >= topics.head_id;
     if (topics.count > 0 && !nothing_newer &&
-        store_read(st, topics.names, topics.count, p->since, !p->has_since, p->limit, &events) != 0) {
+        store_read(st, topics.names, topics.count, p->since, !p->has_since, p->limit, &events) !=
+            0) {
         resolved_topics_free(&topics);
         connection_respond_error(c, 503, "unavailable", "The store could not be read.", NULL);
         return POLL_FAILED;
     }
     /* Checked after the read, which brings trimmed_through up to the snapshot it saw. */
-    bool truncated = p->has_since && p->since != 0 &&
-                     (p->since > store_head_id(st) || resolved_trimmed_through(&topics, st) > p->since);
-    uint64_t next = events.count ? events.events[events.count - 1]->id : p->has_since ? p->since : topics.head_id;
+    bool truncated =
+        p->has_since && p->since != 0 &&
+        (p->since > store_head_id(st) || resolved_trimmed_through(&topics, st) > p->since);
+    uint64_t next = events.count   ? events.events[events.count - 1]->id
+                    : p->has_since ? p->since
+                                   : topics.head_id;
     resolved_topics_free(&topics);
     if (events.count == 0 && may_wait && !truncated) {
         if (!p->has_since) {
@@ -120,8 +127,10 @@ static poll_outcome poll_answer(poll_state *p, bool may_wait, bool timed_out) {
     text_printf(&body, "],\"next\":\"%llu\",\"truncated\":%s}", (unsigned long long)next,
                 truncated ? "true" : "false");
     event_list_free(&events);
-    if (text_failed(&body)) connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
-    else connection_respond(c, 200, "application/json", body.data, body.length, headers);
+    if (text_failed(&body))
+        connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+    else
+        connection_respond(c, 200, "application/json", body.data, body.length, headers);
     text_free(&body);
     return POLL_ANSWERED;
 }
@@ -164,7 +173,8 @@ static const connection_handler long_poll_handler = {
     .shutdown = poll_on_shutdown,
 };
 
-static bool parse_bounded(const char *text, unsigned long minimum, unsigned long maximum, unsigned long *out) {
+static bool parse_bounded(const char *text, unsigned long minimum, unsigned long maximum,
+                          unsigned long *out) {
     uint64_t value;
     if (!parse_event_id(text, &value) || value < minimum || value > maximum) return false;
     *out = (unsigned long)value;
@@ -188,17 +198,20 @@ void api_handle_poll(api_request *r) {
     const char *if_none_match = http_request_header(r->http, "if-none-match");
     if (since && !parse_event_id(since, &p->since)) {
         free(p);
-        connection_respond_error(c, 400, "invalid_id", "since must be an event id (a decimal number).", NULL);
+        connection_respond_error(c, 400, "invalid_id",
+                                 "since must be an event id (a decimal number).", NULL);
         return;
     }
     if (limit_text && !parse_bounded(limit_text, 1, POLL_LIMIT_MAX, &limit)) {
         free(p);
-        connection_respond_error(c, 400, "invalid_parameter", "limit must be a whole number from 1 to 1000.", NULL);
+        connection_respond_error(c, 400, "invalid_parameter",
+                                 "limit must be a whole number from 1 to 1000.", NULL);
         return;
     }
     if (wait_text && !parse_bounded(wait_text, 0, POLL_WAIT_MAX_SECONDS, &wait_seconds)) {
         free(p);
-        connection_respond_error(c, 400, "invalid_parameter", "wait must be a whole number of seconds from 0 to 60.", NULL);
+        connection_respond_error(c, 400, "invalid_parameter",
+                                 "wait must be a whole number of seconds from 0 to 60.", NULL);
         return;
     }
     if (!topic_selection_from_request(r, &p->selection)) {

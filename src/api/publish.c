@@ -20,7 +20,8 @@ typedef enum body_kind { BODY_JSON, BODY_TEXT, BODY_JSON_OR_TEXT, BODY_UNSUPPORT
 static body_kind classify_content_type(const char *content_type) {
     if (!content_type || !*content_type) return BODY_JSON_OR_TEXT;
     size_t length = strcspn(content_type, ";");
-    while (length > 0 && (content_type[length - 1] == ' ' || content_type[length - 1] == '\t')) length--;
+    while (length > 0 && (content_type[length - 1] == ' ' || content_type[length - 1] == '\t'))
+        length--;
     if (length == 16 && strncasecmp(content_type, "application/json", 16) == 0) return BODY_JSON;
     if (length > 5 && length < 128 && strncasecmp(content_type + length - 5, "+json", 5) == 0 &&
         strncasecmp(content_type, "application/", 12) == 0)
@@ -54,7 +55,8 @@ static bool read_body(api_request *r, body_value *out) {
     body_kind kind = classify_content_type(http_request_header(h, "content-type"));
     if (kind == BODY_UNSUPPORTED) {
         connection_respond_error(c, 415, "unsupported_media_type",
-                                 "Send application/json, text/* in UTF-8, or no Content-Type.", NULL);
+                                 "Send application/json, text/* in UTF-8, or no Content-Type.",
+                                 NULL);
         return false;
     }
     json_error error = {0};
@@ -80,7 +82,8 @@ static bool read_body(api_request *r, body_value *out) {
     out->is_json = false;
     size_t position = 0;
     if (!utf8_validate(h->body, h->body_length, &position)) {
-        connection_respond_error_at(c, 400, "invalid_utf8", "The body is not valid UTF-8 text.", position);
+        connection_respond_error_at(c, 400, "invalid_utf8", "The body is not valid UTF-8 text.",
+                                    position);
         return false;
     }
     return true;
@@ -101,14 +104,16 @@ static void on_published(void *context, const store_publish_result *result) {
     connection *c = context;
     if (!connection_is_closing(c)) {
         if (!result->ok) {
-            connection_respond_error(c, 503, "unavailable",
-                                     result->error_message ? result->error_message : "The store failed.", NULL);
+            connection_respond_error(
+                c, 503, "unavailable",
+                result->error_message ? result->error_message : "The store failed.", NULL);
         } else if (result->replayed) {
-            connection_respond(c, 200, "application/json", result->receipt->data, result->receipt->length,
-                               "Idempotent-Replayed: true\r\n");
+            connection_respond(c, 200, "application/json", result->receipt->data,
+                               result->receipt->length, "Idempotent-Replayed: true\r\n");
         } else {
             c->server->events_published += result->event_count;
-            connection_respond(c, 201, "application/json", result->receipt->data, result->receipt->length, NULL);
+            connection_respond(c, 201, "application/json", result->receipt->data,
+                               result->receipt->length, NULL);
         }
     }
     connection_release(c);
@@ -128,14 +133,16 @@ static void submit(api_request *r, const store_item *items, size_t count, bool b
     text store_key;
     text_init(&store_key);
     /* Single and batch receipts differ in shape, so their keys live apart. */
-    const char *namespaced = idempotency_store_key(&store_key, batch ? "b:" : "p:", key, key_length);
+    const char *namespaced =
+        idempotency_store_key(&store_key, batch ? "b:" : "p:", key, key_length);
     if (key && !namespaced) {
         text_free(&store_key);
         connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
         return;
     }
     connection_hold(c);
-    int rc = store_publish(r->server->store, items, count, namespaced, store_key.length, batch, on_published, c);
+    int rc = store_publish(r->server->store, items, count, namespaced, store_key.length, batch,
+                           on_published, c);
     text_free(&store_key);
     if (rc != 0) {
         connection_release(c);
@@ -151,7 +158,8 @@ void api_handle_publish(api_request *r) {
     if (!type) type = "message";
     if (!event_type_valid(type, strlen(type))) {
         connection_respond_error(r->connection, 400, "invalid_type",
-                                 "The type must be 1-64 bytes of letters, digits and '_.:-'.", NULL);
+                                 "The type must be 1-64 bytes of letters, digits and '_.:-'.",
+                                 NULL);
         return;
     }
     body_value body;
@@ -194,11 +202,14 @@ static bool read_batch_entry(api_request *r, json_span element, size_t index, ba
         /* A repeated member: the last one counts, as everywhere else in herald. */
         if (json_string_equals(key, "topic")) {
             text_clear(&entry->topic);
-            if (json_kind_of(value) != JSON_KIND_STRING || !json_string_decode(value, &entry->topic)) break;
+            if (json_kind_of(value) != JSON_KIND_STRING ||
+                !json_string_decode(value, &entry->topic))
+                break;
             has_topic = true;
         } else if (json_string_equals(key, "type")) {
             text_clear(&entry->type);
-            if (json_kind_of(value) != JSON_KIND_STRING || !json_string_decode(value, &entry->type)) {
+            if (json_kind_of(value) != JSON_KIND_STRING ||
+                !json_string_decode(value, &entry->type)) {
                 snprintf(message, sizeof message, "events[%zu].type must be a string.", index);
                 return batch_fail(r, "invalid_type", message);
             }
@@ -207,17 +218,20 @@ static bool read_batch_entry(api_request *r, json_span element, size_t index, ba
             data = value;
         }
     }
-    if (!has_topic || !text_cstring(&entry->topic) || !topic_name_valid(entry->topic.data, entry->topic.length)) {
+    if (!has_topic || !text_cstring(&entry->topic) ||
+        !topic_name_valid(entry->topic.data, entry->topic.length)) {
         snprintf(message, sizeof message, "events[%zu].topic must be a valid topic name.", index);
         return batch_fail(r, "invalid_topic", message);
     }
     if (!has_type) text_append_cstring(&entry->type, "message");
     if (!text_cstring(&entry->type) || strlen(entry->type.data) != entry->type.length ||
         !event_type_valid(entry->type.data, entry->type.length)) {
-        snprintf(message, sizeof message, "events[%zu].type must be 1-64 bytes of letters, digits and '_.:-'.", index);
+        snprintf(message, sizeof message,
+                 "events[%zu].type must be 1-64 bytes of letters, digits and '_.:-'.", index);
         return batch_fail(r, "invalid_type", message);
     }
-    *item = (store_item){entry->topic.data, entry->topic.length, entry->type.data, true, data.data, data.length};
+    *item = (store_item){entry->topic.data, entry->topic.length, entry->type.data, true,
+                         data.data,         data.length};
     return true;
 }
 
@@ -226,7 +240,8 @@ void api_handle_publish_batch(api_request *r) {
     const char *content_type = http_request_header(r->http, "content-type");
     body_kind kind = classify_content_type(content_type);
     if (kind != BODY_JSON && kind != BODY_JSON_OR_TEXT) {
-        connection_respond_error(c, 415, "unsupported_media_type", "A batch is sent as application/json.", NULL);
+        connection_respond_error(c, 415, "unsupported_media_type",
+                                 "A batch is sent as application/json.", NULL);
         return;
     }
     text body;
@@ -250,14 +265,16 @@ void api_handle_publish_batch(api_request *r) {
         while (json_object_next(root, &cursor, &key, &value))
             if (json_string_equals(key, "events")) events = value;
     if (!events.data || json_kind_of(events) != JSON_KIND_ARRAY) {
-        batch_fail(r, "invalid_json", "The body must be {\"events\":[{\"topic\",\"type\",\"data\"},...]}.");
+        batch_fail(r, "invalid_json",
+                   "The body must be {\"events\":[{\"topic\",\"type\",\"data\"},...]}.");
         text_free(&body);
         return;
     }
     size_t count = 0;
     json_span element;
     cursor = 0;
-    while (json_array_next(events, &cursor, &element)) count++;
+    while (json_array_next(events, &cursor, &element))
+        count++;
     if (count == 0 || count > BATCH_MAX_EVENTS) {
         batch_fail(r, "invalid_parameter", "A batch holds 1 to 1000 events.");
         text_free(&body);

@@ -23,8 +23,6 @@ typedef struct api_request {
     access_identity identity;
 } api_request;
 
-
-
 typedef struct topic_selection {
     char **patterns; /* owned copies: names or patterns (sized to fit: streams are long-lived) */
     size_t count;
@@ -57,14 +55,15 @@ uint64_t resolved_trimmed_through(const resolved_topics *r, const store *st);
 
 /* One live subscription per pattern of the selection; NULL when out of memory (then none is
  * left subscribed). Unsubscribe with unsubscribe_selection. */
-hub_subscription **subscribe_selection(hub *h, const topic_selection *s, hub_deliver_callback deliver,
-                                       void *subscriber);
+hub_subscription **subscribe_selection(hub *h, const topic_selection *s,
+                                       hub_deliver_callback deliver, void *subscriber);
 void unsubscribe_selection(hub *h, hub_subscription **subscriptions, size_t count);
 
 /* The store's key for a deduplication id: a namespace ("p:" publishers' Idempotency-Keys and
  * WebSocket idempotency_key, "h:<source>:" inbound webhooks) so one kind can never answer for
  * another, then the id itself, or its SHA-256 when longer than 200 bytes. NULL when key is NULL. */
-const char *idempotency_store_key(text *out, const char *namespace_prefix, const char *key, size_t length);
+const char *idempotency_store_key(text *out, const char *namespace_prefix, const char *key,
+                                  size_t length);
 
 /* Parses a decimal event id ("0".."18446744073709551615"). */
 bool parse_event_id(const char *text, uint64_t *out);

@@ -2,9 +2,9 @@
 
 #include <ctype.h>
 #include <stdio.h>
-#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/request.h"
 #include "core/text.h"
@@ -30,7 +30,8 @@ static void method_not_allowed(connection *c, const char *allow) {
 static void respond_health(connection *c, const char *status) {
     char body[64];
     int length = snprintf(body, sizeof body, "{\"status\":\"%s\"}", status);
-    connection_respond(c, 200, "application/json", body, (size_t)length, "Cache-Control: no-cache\r\n");
+    connection_respond(c, 200, "application/json", body, (size_t)length,
+                       "Cache-Control: no-cache\r\n");
 }
 
 static void respond_metrics(api_request *r) {
@@ -58,7 +59,8 @@ static void respond_metrics(api_request *r) {
     text_free(&t);
 }
 
-/* /v1/topics/{topic}/{verb}: the topic may contain '/' (raw or %2F); the last segment is the verb. */
+/* /v1/topics/{topic}/{verb}: the topic may contain '/' (raw or %2F); the last segment is the verb.
+ */
 static void route_topic(api_request *r, const char *rest, size_t rest_length) {
     connection *c = r->connection;
     const char *slash = NULL;
@@ -68,7 +70,9 @@ static void route_topic(api_request *r, const char *rest, size_t rest_length) {
             break;
         }
     if (!slash) {
-        connection_respond_error(c, 404, "not_found", "No such endpoint: topic paths end in /events, /stream or /ws.", NULL);
+        connection_respond_error(c, 404, "not_found",
+                                 "No such endpoint: topic paths end in /events, /stream or /ws.",
+                                 NULL);
         return;
     }
     const char *verb = slash + 1;
@@ -78,26 +82,36 @@ static void route_topic(api_request *r, const char *rest, size_t rest_length) {
     if (!url_decode(rest, (size_t)(slash - rest), false, &topic) || !text_cstring(&topic) ||
         !topic_name_valid(topic.data, topic.length)) {
         text_free(&topic);
-        connection_respond_error(c, 400, "invalid_topic",
-                                 "The topic must be 1-200 bytes of letters, digits, '_.:@-' and '/' "
-                                 "with no empty segment.",
-                                 NULL);
+        connection_respond_error(
+            c, 400, "invalid_topic",
+            "The topic must be 1-200 bytes of letters, digits, '_.:@-' and '/' "
+            "with no empty segment.",
+            NULL);
         return;
     }
     r->topic = topic.data; /* freed by the router */
     const http_request *h = r->http;
     if (path_is(verb, verb_length, "events")) {
-        if (method_is(h, "POST")) api_handle_publish(r);
-        else if (method_is(h, "GET")) api_handle_poll(r);
-        else method_not_allowed(c, "GET, POST");
+        if (method_is(h, "POST"))
+            api_handle_publish(r);
+        else if (method_is(h, "GET"))
+            api_handle_poll(r);
+        else
+            method_not_allowed(c, "GET, POST");
     } else if (path_is(verb, verb_length, "stream")) {
-        if (method_is(h, "GET")) api_handle_stream(r);
-        else method_not_allowed(c, "GET");
+        if (method_is(h, "GET"))
+            api_handle_stream(r);
+        else
+            method_not_allowed(c, "GET");
     } else if (path_is(verb, verb_length, "ws")) {
-        if (method_is(h, "GET")) ws_session_upgrade(r, true);
-        else method_not_allowed(c, "GET");
+        if (method_is(h, "GET"))
+            ws_session_upgrade(r, true);
+        else
+            method_not_allowed(c, "GET");
     } else {
-        connection_respond_error(c, 404, "not_found", "No such endpoint: topic paths end in /events, /stream or /ws.", NULL);
+        connection_respond_error(c, 404, "not_found",
+                                 "No such endpoint: topic paths end in /events, /stream or /ws.",
+                                 NULL);
     }
 }
 
@@ -107,13 +121,16 @@ bool api_allowed(api_request *r, access_decision decision) {
     if (decision == ACCESS_FORBIDDEN)
         connection_respond_error(r->connection, 403, "forbidden", message, NULL);
     else
-        connection_respond_error(r->connection, 401, "unauthorized", message, "WWW-Authenticate: Bearer\r\n");
+        connection_respond_error(r->connection, 401, "unauthorized", message,
+                                 "WWW-Authenticate: Bearer\r\n");
     return false;
 }
 
 bool api_allowed_to_subscribe(api_request *r, const topic_selection *selection) {
     for (size_t i = 0; i < selection->count; i++)
-        if (!api_allowed(r, access_subscribe(r->server->access, &r->identity, selection->patterns[i]))) return false;
+        if (!api_allowed(r,
+                         access_subscribe(r->server->access, &r->identity, selection->patterns[i])))
+            return false;
     return true;
 }
 
@@ -134,7 +151,8 @@ static bool apply_cors(connection *c, const http_request *h) {
         if (!auth_cors_append_preflight(&policy->cors, origin, strlen(origin), requested,
                                         requested ? strlen(requested) : 0, &headers)) {
             text_free(&headers);
-            connection_respond_error(c, 403, "forbidden", "This origin is not allowed (see --cors-origin).",
+            connection_respond_error(c, 403, "forbidden",
+                                     "This origin is not allowed (see --cors-origin).",
                                      "Vary: Origin\r\n");
             return true;
         }
@@ -143,8 +161,10 @@ static bool apply_cors(connection *c, const http_request *h) {
         return true;
     }
     auth_cors_append_headers(&policy->cors, origin, origin ? strlen(origin) : 0, &headers);
-    if (headers.length && text_cstring(&headers)) c->response_headers = headers.data; /* owned by c */
-    else text_free(&headers);
+    if (headers.length && text_cstring(&headers))
+        c->response_headers = headers.data; /* owned by c */
+    else
+        text_free(&headers);
     return false;
 }
 
@@ -161,7 +181,8 @@ static bool host_is_rebindable_name(const char *host) {
     if (!letter || !dot) return false;
     static const char localhost[] = ".localhost";
     size_t suffix = sizeof localhost - 1;
-    if (length >= suffix && strncasecmp(host + length - suffix, localhost, suffix) == 0) return false;
+    if (length >= suffix && strncasecmp(host + length - suffix, localhost, suffix) == 0)
+        return false;
     if (length >= suffix + 1 && host[length - 1] == '.' &&
         strncasecmp(host + length - suffix - 1, localhost, suffix) == 0)
         return false;
@@ -178,28 +199,33 @@ static bool refuse_foreign_browser(connection *c, const http_request *h) {
     const char *host = http_request_header(h, "host");
     if (policy && !access_keys_configured(policy) && !c->server->config.insecure && host &&
         host_is_rebindable_name(host)) {
-        connection_respond_error(c, 403, "forbidden",
-                                 "This herald has no API keys and answers only to localhost or an IP address "
-                                 "in Host (a defence against DNS rebinding).",
-                                 NULL);
+        connection_respond_error(
+            c, 403, "forbidden",
+            "This herald has no API keys and answers only to localhost or an IP address "
+            "in Host (a defence against DNS rebinding).",
+            NULL);
         return true;
     }
     const char *origin = http_request_header(h, "origin");
     if (!origin) return false;
     if (host) {
         size_t host_length = strlen(host);
-        for (const char *scheme = "http://"; scheme; scheme = strcmp(scheme, "http://") == 0 ? "https://" : NULL) {
+        for (const char *scheme = "http://"; scheme;
+             scheme = strcmp(scheme, "http://") == 0 ? "https://" : NULL) {
             size_t scheme_length = strlen(scheme);
-            if (strlen(origin) == scheme_length + host_length && strncasecmp(origin, scheme, scheme_length) == 0 &&
+            if (strlen(origin) == scheme_length + host_length &&
+                strncasecmp(origin, scheme, scheme_length) == 0 &&
                 strcasecmp(origin + scheme_length, host) == 0)
                 return false; /* herald's own origin */
         }
     }
-    if (policy && auth_cors_configured(&policy->cors) && auth_cors_origin_allowed(&policy->cors, origin, strlen(origin)))
+    if (policy && auth_cors_configured(&policy->cors) &&
+        auth_cors_origin_allowed(&policy->cors, origin, strlen(origin)))
         return false;
-    connection_respond_error(c, 403, "forbidden",
-                             "Requests from this web page's origin are not allowed (see --cors-origin).",
-                             "Vary: Origin\r\n");
+    connection_respond_error(
+        c, 403, "forbidden",
+        "Requests from this web page's origin are not allowed (see --cors-origin).",
+        "Vary: Origin\r\n");
     return true;
 }
 
@@ -213,32 +239,50 @@ void api_handle_request(connection *c, const http_request *h) {
     const char *question = strchr(target, '?');
     size_t path_length = question ? (size_t)(question - target) : strlen(target);
     if (question && !url_query_parse(question + 1, strlen(question + 1), &r.query)) {
-        connection_respond_error(c, 400, "invalid_parameter", "The query string is malformed or has more than 64 parameters.", NULL);
+        connection_respond_error(c, 400, "invalid_parameter",
+                                 "The query string is malformed or has more than 64 parameters.",
+                                 NULL);
         return;
     }
-    if (c->server->access) access_identify(c->server->access, h, &r.query, &r.identity);
-    else auth_claims_init(&r.identity.claims);
+    if (c->server->access)
+        access_identify(c->server->access, h, &r.query, &r.identity);
+    else
+        auth_claims_init(&r.identity.claims);
     static const char topics_prefix[] = "/v1/topics/";
     if (path_is(target, path_length, "/healthz")) {
-        if (method_is(h, "GET")) respond_health(c, "ok");
-        else method_not_allowed(c, "GET");
+        if (method_is(h, "GET"))
+            respond_health(c, "ok");
+        else
+            method_not_allowed(c, "GET");
     } else if (path_is(target, path_length, "/readyz")) {
-        if (!method_is(h, "GET")) method_not_allowed(c, "GET");
-        else if (c->server->store && !c->server->shutting_down) respond_health(c, "ready");
-        else connection_respond_error(c, 503, "unavailable", "The store is not available.", NULL);
+        if (!method_is(h, "GET"))
+            method_not_allowed(c, "GET");
+        else if (c->server->store && !c->server->shutting_down)
+            respond_health(c, "ready");
+        else
+            connection_respond_error(c, 503, "unavailable", "The store is not available.", NULL);
     } else if (path_is(target, path_length, "/metrics")) {
-        if (method_is(h, "GET")) respond_metrics(&r);
-        else method_not_allowed(c, "GET");
+        if (method_is(h, "GET"))
+            respond_metrics(&r);
+        else
+            method_not_allowed(c, "GET");
     } else if (path_is(target, path_length, "/v1/events")) {
-        if (method_is(h, "POST")) api_handle_publish_batch(&r);
-        else if (method_is(h, "GET")) api_handle_poll(&r);
-        else method_not_allowed(c, "GET, POST");
+        if (method_is(h, "POST"))
+            api_handle_publish_batch(&r);
+        else if (method_is(h, "GET"))
+            api_handle_poll(&r);
+        else
+            method_not_allowed(c, "GET, POST");
     } else if (path_is(target, path_length, "/v1/ws")) {
-        if (method_is(h, "GET")) ws_session_upgrade(&r, false);
-        else method_not_allowed(c, "GET");
+        if (method_is(h, "GET"))
+            ws_session_upgrade(&r, false);
+        else
+            method_not_allowed(c, "GET");
     } else if (path_is(target, path_length, "/v1/stream")) {
-        if (method_is(h, "GET")) api_handle_stream(&r);
-        else method_not_allowed(c, "GET");
+        if (method_is(h, "GET"))
+            api_handle_stream(&r);
+        else
+            method_not_allowed(c, "GET");
     } else if (path_length >= 12 && memcmp(target, "/v1/webhooks", 12) == 0 &&
                (path_length == 12 || target[12] == '/')) {
         api_handle_webhooks(&r, target + 12, path_length - 12);
@@ -249,7 +293,8 @@ void api_handle_request(connection *c, const http_request *h) {
         api_handle_hook(&r, target + 10, path_length - 10);
     } else if (path_length > sizeof topics_prefix - 1 &&
                memcmp(target, topics_prefix, sizeof topics_prefix - 1) == 0) {
-        route_topic(&r, target + sizeof topics_prefix - 1, path_length - (sizeof topics_prefix - 1));
+        route_topic(&r, target + sizeof topics_prefix - 1,
+                    path_length - (sizeof topics_prefix - 1));
     } else {
         connection_respond_error(c, 404, "not_found", "No such endpoint.", NULL);
     }

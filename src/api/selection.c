@@ -22,7 +22,8 @@ bool parse_event_id(const char *text, uint64_t *out) {
 
 static bool selection_add(topic_selection *s, const char *pattern, size_t length) {
     for (size_t i = 0; i < s->count; i++)
-        if (strlen(s->patterns[i]) == length && memcmp(s->patterns[i], pattern, length) == 0) return true;
+        if (strlen(s->patterns[i]) == length && memcmp(s->patterns[i], pattern, length) == 0)
+            return true;
     char *copy = strndup(pattern, length);
     char **patterns = copy ? realloc(s->patterns, (s->count + 1) * sizeof *patterns) : NULL;
     if (!patterns) {
@@ -46,10 +47,11 @@ bool topic_selection_from_request(api_request *r, topic_selection *out) {
         if (strcmp(p->name, "topic") != 0) continue;
         if (!topic_pattern_valid(p->value, p->value_length)) {
             topic_selection_free(out);
-            connection_respond_error(r->connection, 400, "invalid_topic",
-                                     "Each topic must be a topic name or pattern ('*' for one segment, "
-                                     "a final '**' for the rest).",
-                                     NULL);
+            connection_respond_error(
+                r->connection, 400, "invalid_topic",
+                "Each topic must be a topic name or pattern ('*' for one segment, "
+                "a final '**' for the rest).",
+                NULL);
             return false;
         }
         if (out->count == SELECTION_MAX_PATTERNS) {
@@ -73,7 +75,8 @@ bool topic_selection_from_request(api_request *r, topic_selection *out) {
 }
 
 void topic_selection_free(topic_selection *s) {
-    for (size_t i = 0; i < s->count; i++) free(s->patterns[i]);
+    for (size_t i = 0; i < s->count; i++)
+        free(s->patterns[i]);
     free(s->patterns);
     s->patterns = NULL;
     s->count = 0;
@@ -106,7 +109,8 @@ static void visit_topic(void *context, const store_topic *t) {
     size_t name_length = strlen(t->name);
     for (size_t i = 0; i < v->selection->count; i++) {
         const char *p = v->selection->patterns[i];
-        if (topic_is_pattern(p, strlen(p)) && topic_pattern_matches(p, strlen(p), t->name, name_length)) {
+        if (topic_is_pattern(p, strlen(p)) &&
+            topic_pattern_matches(p, strlen(p), t->name, name_length)) {
             if (!resolved_add(v->out, t)) v->failed = true;
             return;
         }
@@ -138,12 +142,13 @@ void resolved_topics_free(resolved_topics *r) {
     memset(r, 0, sizeof *r);
 }
 
-hub_subscription **subscribe_selection(hub *h, const topic_selection *s, hub_deliver_callback deliver,
-                                       void *subscriber) {
+hub_subscription **subscribe_selection(hub *h, const topic_selection *s,
+                                       hub_deliver_callback deliver, void *subscriber) {
     hub_subscription **subscriptions = calloc(s->count, sizeof *subscriptions);
     if (!subscriptions) return NULL;
     for (size_t i = 0; i < s->count; i++) {
-        subscriptions[i] = hub_subscribe(h, s->patterns[i], strlen(s->patterns[i]), deliver, subscriber);
+        subscriptions[i] =
+            hub_subscribe(h, s->patterns[i], strlen(s->patterns[i]), deliver, subscriber);
         if (!subscriptions[i]) {
             unsubscribe_selection(h, subscriptions, i);
             return NULL;
@@ -153,7 +158,8 @@ hub_subscription **subscribe_selection(hub *h, const topic_selection *s, hub_del
 }
 
 void unsubscribe_selection(hub *h, hub_subscription **subscriptions, size_t count) {
-    for (size_t i = 0; i < count; i++) hub_unsubscribe(h, subscriptions[i]);
+    for (size_t i = 0; i < count; i++)
+        hub_unsubscribe(h, subscriptions[i]);
     free(subscriptions);
 }
 
@@ -166,7 +172,8 @@ uint64_t resolved_trimmed_through(const resolved_topics *r, const store *st) {
     return trimmed;
 }
 
-const char *idempotency_store_key(text *out, const char *namespace_prefix, const char *key, size_t length) {
+const char *idempotency_store_key(text *out, const char *namespace_prefix, const char *key,
+                                  size_t length) {
     if (!key) return NULL;
     text_append_cstring(out, namespace_prefix);
     if (length <= 200) {
@@ -175,7 +182,8 @@ const char *idempotency_store_key(text *out, const char *namespace_prefix, const
         unsigned char digest[SHA256_DIGEST_LENGTH];
         SHA256((const unsigned char *)key, length, digest);
         text_append_cstring(out, "sha256:");
-        for (size_t i = 0; i < sizeof digest; i++) text_printf(out, "%02x", digest[i]);
+        for (size_t i = 0; i < sizeof digest; i++)
+            text_printf(out, "%02x", digest[i]);
     }
     return text_cstring(out);
 }

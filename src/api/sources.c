@@ -22,12 +22,15 @@ static void append_source(text *t, const hook_source *s) {
     json_append_string(t, s->name, strlen(s->name));
     text_printf(t, ",\"scheme\":\"%s\",\"topic\":", hook_scheme_name(s->scheme));
     json_append_string(t, s->topic, strlen(s->topic));
-    text_printf(t, ",\"tolerance\":%lld,\"created\":\"%s\"}", (long long)s->tolerance_seconds, created);
+    text_printf(t, ",\"tolerance\":%lld,\"created\":\"%s\"}", (long long)s->tolerance_seconds,
+                created);
 }
 
 static void respond_text(connection *c, int status, text *t) {
-    if (text_failed(t)) connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
-    else connection_respond(c, status, "application/json", t->data, t->length, NULL);
+    if (text_failed(t))
+        connection_respond_error(c, 503, "unavailable", "Out of memory.", NULL);
+    else
+        connection_respond(c, status, "application/json", t->data, t->length, NULL);
     text_free(t);
 }
 
@@ -48,9 +51,12 @@ static void on_source_saved(void *context, source_outcome outcome, const char *e
             append_source(&t, &q->source);
             respond_text(c, 201, &t);
         } else if (outcome == SOURCE_NAME_TAKEN) {
-            connection_respond_error(c, 409, "invalid_parameter", "A source with this name already exists.", NULL);
+            connection_respond_error(c, 409, "invalid_parameter",
+                                     "A source with this name already exists.", NULL);
         } else {
-            connection_respond_error(c, 503, "unavailable", error_message ? error_message : "The source could not be saved.", NULL);
+            connection_respond_error(
+                c, 503, "unavailable",
+                error_message ? error_message : "The source could not be saved.", NULL);
         }
     }
     free(q->secret);
@@ -62,8 +68,12 @@ static void on_source_saved(void *context, source_outcome outcome, const char *e
 static void on_source_removed(void *context, source_outcome outcome, const char *error_message) {
     connection *c = context;
     if (!connection_is_closing(c)) {
-        if (outcome == SOURCE_SAVED) connection_respond(c, 204, NULL, NULL, 0, NULL);
-        else connection_respond_error(c, 503, "unavailable", error_message ? error_message : "The source could not be deleted.", NULL);
+        if (outcome == SOURCE_SAVED)
+            connection_respond(c, 204, NULL, NULL, 0, NULL);
+        else
+            connection_respond_error(
+                c, 503, "unavailable",
+                error_message ? error_message : "The source could not be deleted.", NULL);
     }
     connection_release(c);
 }
@@ -74,8 +84,8 @@ static const connection_handler waiting_handler = {0};
  * counts). */
 static bool string_member(json_span value, text *out) {
     text_clear(out);
-    return json_kind_of(value) == JSON_KIND_STRING && json_string_decode(value, out) && text_cstring(out) &&
-           strlen(out->data) == out->length;
+    return json_kind_of(value) == JSON_KIND_STRING && json_string_decode(value, out) &&
+           text_cstring(out) && strlen(out->data) == out->length;
 }
 
 static void create_source(api_request *r, source_registry *registry) {
@@ -101,10 +111,14 @@ static void create_source(api_request *r, source_registry *registry) {
     bool has_name = false, has_scheme = false, has_secret = false, has_topic = false;
     if (json_kind_of(root) != JSON_KIND_OBJECT) problem = "The body must be a JSON object.";
     while (!problem && json_object_next(root, &cursor, &key, &value)) {
-        if (json_string_equals(key, "name")) has_name = string_member(value, &name);
-        else if (json_string_equals(key, "scheme")) has_scheme = string_member(value, &scheme);
-        else if (json_string_equals(key, "secret")) has_secret = string_member(value, &secret);
-        else if (json_string_equals(key, "topic")) has_topic = string_member(value, &topic);
+        if (json_string_equals(key, "name"))
+            has_name = string_member(value, &name);
+        else if (json_string_equals(key, "scheme"))
+            has_scheme = string_member(value, &scheme);
+        else if (json_string_equals(key, "secret"))
+            has_secret = string_member(value, &secret);
+        else if (json_string_equals(key, "topic"))
+            has_topic = string_member(value, &topic);
         else if (json_string_equals(key, "tolerance")) {
             char digits[16] = {0};
             if (json_kind_of(value) != JSON_KIND_NUMBER || value.length >= sizeof digits) {
@@ -141,7 +155,8 @@ static void create_source(api_request *r, source_registry *registry) {
         goto done;
     }
     if (source_registry_find(registry, name.data)) {
-        connection_respond_error(c, 409, "invalid_parameter", "A source with this name already exists.", NULL);
+        connection_respond_error(c, 409, "invalid_parameter",
+                                 "A source with this name already exists.", NULL);
         goto done;
     }
     source_request *q = calloc(1, sizeof *q);
@@ -201,13 +216,15 @@ void api_handle_sources(api_request *r, const char *rest, size_t rest_length) {
             text_append_cstring(&t, "]}");
             respond_text(c, 200, &t);
         } else {
-            connection_respond_error(c, 405, "method_not_allowed", "This path allows only GET, POST.", "Allow: GET, POST\r\n");
+            connection_respond_error(c, 405, "method_not_allowed",
+                                     "This path allows only GET, POST.", "Allow: GET, POST\r\n");
         }
         return;
     }
     /* /v1/sources/{name} */
     char name[SOURCE_NAME_MAX + 1];
-    if (rest[0] != '/' || rest_length - 1 > SOURCE_NAME_MAX || !source_name_valid(rest + 1, rest_length - 1)) {
+    if (rest[0] != '/' || rest_length - 1 > SOURCE_NAME_MAX ||
+        !source_name_valid(rest + 1, rest_length - 1)) {
         connection_respond_error(c, 404, "not_found", "No such source.", NULL);
         return;
     }
@@ -223,12 +240,14 @@ void api_handle_sources(api_request *r, const char *rest, size_t rest_length) {
         connection_hold(c);
         if (!source_registry_remove(registry, name, on_source_removed, c)) {
             connection_release(c);
-            connection_respond_error(c, 503, "unavailable", "The source could not be deleted.", NULL);
+            connection_respond_error(c, 503, "unavailable", "The source could not be deleted.",
+                                     NULL);
             return;
         }
         connection_begin_handler(c, CONNECTION_WAITING, &waiting_handler, NULL);
     } else if (strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0) {
-        connection_respond_error(c, 405, "method_not_allowed", "This path allows only GET, DELETE.", "Allow: GET, DELETE\r\n");
+        connection_respond_error(c, 405, "method_not_allowed", "This path allows only GET, DELETE.",
+                                 "Allow: GET, DELETE\r\n");
     } else {
         connection_respond_error(c, 404, "not_found", "No such source.", NULL);
     }
@@ -255,7 +274,9 @@ static void on_hook_stored(void *context, const store_publish_result *result) {
     connection *c = context;
     if (!connection_is_closing(c)) {
         if (!result->ok) {
-            connection_respond_error(c, 503, "unavailable", result->error_message ? result->error_message : "The store failed.", NULL);
+            connection_respond_error(
+                c, 503, "unavailable",
+                result->error_message ? result->error_message : "The store failed.", NULL);
         } else if (result->replayed) {
             static const char duplicate[] = "{\"received\":true,\"duplicate\":true}";
             connection_respond(c, 200, "application/json", duplicate, sizeof duplicate - 1, NULL);
@@ -276,7 +297,8 @@ void api_handle_hook(api_request *r, const char *name_in_path, size_t name_lengt
     char name[SOURCE_NAME_MAX + 1];
     source_registry *registry = r->server->sources;
     const hook_source *source = NULL;
-    if (registry && name_length <= SOURCE_NAME_MAX && source_name_valid(name_in_path, name_length)) {
+    if (registry && name_length <= SOURCE_NAME_MAX &&
+        source_name_valid(name_in_path, name_length)) {
         memcpy(name, name_in_path, name_length);
         name[name_length] = '\0';
         source = source_registry_find(registry, name);
@@ -286,16 +308,17 @@ void api_handle_hook(api_request *r, const char *name_in_path, size_t name_lengt
         return;
     }
     if (strcmp(h->method, "POST") != 0) {
-        connection_respond_error(c, 405, "method_not_allowed", "This path allows only POST.", "Allow: POST\r\n");
+        connection_respond_error(c, 405, "method_not_allowed", "This path allows only POST.",
+                                 "Allow: POST\r\n");
         return;
     }
     int64_t now = (int64_t)time(NULL);
-    hook_verdict verdict = hook_verify(source->scheme, source->secret, lookup_header, h, h->body, h->body_length, now,
-                                       source->tolerance_seconds);
+    hook_verdict verdict = hook_verify(source->scheme, source->secret, lookup_header, h, h->body,
+                                       h->body_length, now, source->tolerance_seconds);
     if (verdict != HOOK_VERDICT_OK) {
         const char *code = hook_verdict_error_code(verdict);
-        connection_respond_error(c, 401, code ? code : "invalid_signature", hook_verdict_message(source->scheme, verdict),
-                                 NULL);
+        connection_respond_error(c, 401, code ? code : "invalid_signature",
+                                 hook_verdict_message(source->scheme, verdict), NULL);
         return;
     }
     /* The body: JSON when it parses, else UTF-8 text. */
@@ -310,7 +333,8 @@ void api_handle_hook(api_request *r, const char *name_in_path, size_t name_lengt
     if (!is_json) {
         text_free(&minified);
         if (!utf8_validate(h->body, h->body_length, &bad_byte)) {
-            connection_respond_error_at(c, 400, "invalid_utf8", "The body is neither JSON nor UTF-8 text.", bad_byte);
+            connection_respond_error_at(c, 400, "invalid_utf8",
+                                        "The body is neither JSON nor UTF-8 text.", bad_byte);
             goto done;
         }
     }

@@ -6,7 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum option_kind { OPTION_STRING, OPTION_LISTEN, OPTION_COUNT, OPTION_DURATION, OPTION_SIZE, OPTION_FLAG, OPTION_SWITCH, OPTION_LIST } option_kind;
+typedef enum option_kind {
+    OPTION_STRING,
+    OPTION_LISTEN,
+    OPTION_COUNT,
+    OPTION_DURATION,
+    OPTION_SIZE,
+    OPTION_FLAG,
+    OPTION_SWITCH,
+    OPTION_LIST
+} option_kind;
 
 typedef struct option {
     const char *name; /* flag without "--"; the variable is HERALD_ + upper-case with '_' */
@@ -19,29 +28,52 @@ typedef struct option {
 #define FIELD(name) offsetof(server_config, name)
 
 static const option options[] = {
-    {"listen", OPTION_LISTEN, 0, "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks a free one)", NULL},
-    {"data", OPTION_STRING, FIELD(data_directory), "directory of the embedded store (default ./herald-data)", NULL},
-    {"history-size", OPTION_COUNT, FIELD(history_size), "events kept per topic (default 1000)", NULL},
-    {"history-age", OPTION_DURATION, FIELD(history_age_ms), "how long events are kept (default 24h)", NULL},
-    {"sse-heartbeat", OPTION_DURATION, FIELD(sse_heartbeat_ms), "interval of ': ping' comments on SSE streams (default 15s)", NULL},
-    {"header-timeout", OPTION_DURATION, FIELD(header_timeout_ms), "time allowed to receive a request's headers (default 10s)", NULL},
-    {"idle-timeout", OPTION_DURATION, FIELD(idle_timeout_ms), "keep-alive idle time before closing (default 60s)", NULL},
-    {"max-connections", OPTION_COUNT, FIELD(max_connections), "open connections allowed; more get 503 (default 10000)", NULL},
+    {"listen", OPTION_LISTEN, 0,
+     "HOST:PORT to listen on (default 127.0.0.1:8080; port 0 picks a free one)", NULL},
+    {"data", OPTION_STRING, FIELD(data_directory),
+     "directory of the embedded store (default ./herald-data)", NULL},
+    {"history-size", OPTION_COUNT, FIELD(history_size), "events kept per topic (default 1000)",
+     NULL},
+    {"history-age", OPTION_DURATION, FIELD(history_age_ms),
+     "how long events are kept (default 24h)", NULL},
+    {"sse-heartbeat", OPTION_DURATION, FIELD(sse_heartbeat_ms),
+     "interval of ': ping' comments on SSE streams (default 15s)", NULL},
+    {"header-timeout", OPTION_DURATION, FIELD(header_timeout_ms),
+     "time allowed to receive a request's headers (default 10s)", NULL},
+    {"idle-timeout", OPTION_DURATION, FIELD(idle_timeout_ms),
+     "keep-alive idle time before closing (default 60s)", NULL},
+    {"max-connections", OPTION_COUNT, FIELD(max_connections),
+     "open connections allowed; more get 503 (default 10000)", NULL},
     {"max-body", OPTION_SIZE, FIELD(max_body_bytes), "largest request body (default 1MiB)", NULL},
-    {"max-header", OPTION_SIZE, FIELD(max_header_bytes), "largest request head (default 16KiB)", NULL},
-    {"send-buffer", OPTION_SIZE, FIELD(send_buffer_bytes), "per-connection send buffer; a slower reader is disconnected (default 1MiB)", NULL},
-    {"insecure", OPTION_FLAG, FIELD(insecure), "allow a non-loopback --listen without API keys", NULL},
-    {"ws-max-message", OPTION_SIZE, FIELD(ws_max_message_bytes), "largest WebSocket message accepted; larger closes 1009 (default 1MiB)", NULL},
-    {"ws-ping-interval", OPTION_DURATION, FIELD(ws_ping_interval_ms), "WebSocket ping interval; silent for two intervals closes 1001 (default 30s)", NULL},
-    {"ws-deflate", OPTION_SWITCH, FIELD(ws_deflate), "permessage-deflate on|off (default on)", NULL},
-    {"api-key", OPTION_LIST, FIELD(api_keys), "admin/publisher API key (repeatable; HERALD_API_KEYS is comma-separated)", "HERALD_API_KEYS"},
-    {"jwt-secret", OPTION_STRING, FIELD(jwt_secret), "HS256 secret of subscriber/publisher tokens (JWT)", NULL},
-    {"webhook-timeout", OPTION_DURATION, FIELD(webhook_timeout_ms), "time allowed for one webhook attempt (default 15s)", NULL},
-    {"webhook-retry-schedule", OPTION_STRING, FIELD(webhook_retry_schedule), "delays between webhook attempts (default 5s,5m,30m,2h,5h,10h,10h)", NULL},
-    {"webhook-concurrency", OPTION_COUNT, FIELD(webhook_concurrency), "webhook attempts making progress at once; one waiting over 1s stops counting (default 64)", NULL},
-    {"webhook-endpoint-concurrency", OPTION_COUNT, FIELD(webhook_endpoint_concurrency), "webhook attempts in flight per endpoint (default 4)", NULL},
-    {"webhook-allow-private", OPTION_FLAG, FIELD(webhook_allow_private), "allow webhook URLs on loopback/private addresses", NULL},
-    {"cors-origin", OPTION_LIST, FIELD(cors_origins), "allowed browser origin, e.g. https://app.example (repeatable, or *)", "HERALD_CORS_ORIGINS"},
+    {"max-header", OPTION_SIZE, FIELD(max_header_bytes), "largest request head (default 16KiB)",
+     NULL},
+    {"send-buffer", OPTION_SIZE, FIELD(send_buffer_bytes),
+     "per-connection send buffer; a slower reader is disconnected (default 1MiB)", NULL},
+    {"insecure", OPTION_FLAG, FIELD(insecure), "allow a non-loopback --listen without API keys",
+     NULL},
+    {"ws-max-message", OPTION_SIZE, FIELD(ws_max_message_bytes),
+     "largest WebSocket message accepted; larger closes 1009 (default 1MiB)", NULL},
+    {"ws-ping-interval", OPTION_DURATION, FIELD(ws_ping_interval_ms),
+     "WebSocket ping interval; silent for two intervals closes 1001 (default 30s)", NULL},
+    {"ws-deflate", OPTION_SWITCH, FIELD(ws_deflate), "permessage-deflate on|off (default on)",
+     NULL},
+    {"api-key", OPTION_LIST, FIELD(api_keys),
+     "admin/publisher API key (repeatable; HERALD_API_KEYS is comma-separated)", "HERALD_API_KEYS"},
+    {"jwt-secret", OPTION_STRING, FIELD(jwt_secret),
+     "HS256 secret of subscriber/publisher tokens (JWT)", NULL},
+    {"webhook-timeout", OPTION_DURATION, FIELD(webhook_timeout_ms),
+     "time allowed for one webhook attempt (default 15s)", NULL},
+    {"webhook-retry-schedule", OPTION_STRING, FIELD(webhook_retry_schedule),
+     "delays between webhook attempts (default 5s,5m,30m,2h,5h,10h,10h)", NULL},
+    {"webhook-concurrency", OPTION_COUNT, FIELD(webhook_concurrency),
+     "webhook attempts making progress at once; one waiting over 1s stops counting (default 64)",
+     NULL},
+    {"webhook-endpoint-concurrency", OPTION_COUNT, FIELD(webhook_endpoint_concurrency),
+     "webhook attempts in flight per endpoint (default 4)", NULL},
+    {"webhook-allow-private", OPTION_FLAG, FIELD(webhook_allow_private),
+     "allow webhook URLs on loopback/private addresses", NULL},
+    {"cors-origin", OPTION_LIST, FIELD(cors_origins),
+     "allowed browser origin, e.g. https://app.example (repeatable, or *)", "HERALD_CORS_ORIGINS"},
 };
 
 int64_t parse_duration_ms(const char *text) {
@@ -51,12 +83,18 @@ int64_t parse_duration_ms(const char *text) {
     unsigned long long value = strtoull(text, &end, 10);
     if (errno || value > 1000000000ULL) return -1;
     int64_t unit;
-    if (*end == '\0' || strcmp(end, "s") == 0) unit = 1000;
-    else if (strcmp(end, "ms") == 0) unit = 1;
-    else if (strcmp(end, "m") == 0) unit = 60 * 1000;
-    else if (strcmp(end, "h") == 0) unit = 3600 * 1000;
-    else if (strcmp(end, "d") == 0) unit = 86400 * 1000;
-    else return -1;
+    if (*end == '\0' || strcmp(end, "s") == 0)
+        unit = 1000;
+    else if (strcmp(end, "ms") == 0)
+        unit = 1;
+    else if (strcmp(end, "m") == 0)
+        unit = 60 * 1000;
+    else if (strcmp(end, "h") == 0)
+        unit = 3600 * 1000;
+    else if (strcmp(end, "d") == 0)
+        unit = 86400 * 1000;
+    else
+        return -1;
     return (int64_t)value * unit;
 }
 
@@ -67,14 +105,22 @@ int64_t parse_size_bytes(const char *text) {
     unsigned long long value = strtoull(text, &end, 10);
     if (errno || value > (1ULL << 40)) return -1;
     int64_t unit;
-    if (*end == '\0' || strcmp(end, "B") == 0) unit = 1;
-    else if (strcmp(end, "KiB") == 0) unit = 1024;
-    else if (strcmp(end, "MiB") == 0) unit = 1024 * 1024;
-    else if (strcmp(end, "GiB") == 0) unit = 1024 * 1024 * 1024;
-    else if (strcmp(end, "KB") == 0 || strcmp(end, "kB") == 0) unit = 1000;
-    else if (strcmp(end, "MB") == 0) unit = 1000 * 1000;
-    else if (strcmp(end, "GB") == 0) unit = 1000 * 1000 * 1000;
-    else return -1;
+    if (*end == '\0' || strcmp(end, "B") == 0)
+        unit = 1;
+    else if (strcmp(end, "KiB") == 0)
+        unit = 1024;
+    else if (strcmp(end, "MiB") == 0)
+        unit = 1024 * 1024;
+    else if (strcmp(end, "GiB") == 0)
+        unit = 1024 * 1024 * 1024;
+    else if (strcmp(end, "KB") == 0 || strcmp(end, "kB") == 0)
+        unit = 1000;
+    else if (strcmp(end, "MB") == 0)
+        unit = 1000 * 1000;
+    else if (strcmp(end, "GB") == 0)
+        unit = 1000 * 1000 * 1000;
+    else
+        return -1;
     return (int64_t)value * unit;
 }
 
@@ -120,8 +166,8 @@ static int parse_listen(server_config *config, const char *value) {
     return 0;
 }
 
-static int apply_option(server_config *config, const option *o, const char *value, const char *source,
-                        char *error, size_t error_size) {
+static int apply_option(server_config *config, const option *o, const char *value,
+                        const char *source, char *error, size_t error_size) {
     char *field = (char *)config + o->offset;
     switch (o->kind) {
     case OPTION_STRING:
@@ -135,7 +181,8 @@ static int apply_option(server_config *config, const option *o, const char *valu
         char *end;
         errno = 0;
         unsigned long long count = strtoull(value, &end, 10);
-        if (!isdigit((unsigned char)*value) || errno || *end || count == 0 || count > 100000000ULL) break;
+        if (!isdigit((unsigned char)*value) || errno || *end || count == 0 || count > 100000000ULL)
+            break;
         *(size_t *)field = (size_t)count;
         return 0;
     }
@@ -163,11 +210,13 @@ static int apply_option(server_config *config, const option *o, const char *valu
     }
     case OPTION_SWITCH:
     case OPTION_FLAG:
-        if (strcmp(value, "on") == 0 || strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0) {
+        if (strcmp(value, "on") == 0 || strcmp(value, "1") == 0 || strcmp(value, "true") == 0 ||
+            strcmp(value, "yes") == 0) {
             *(bool *)field = true;
             return 0;
         }
-        if (strcmp(value, "off") == 0 || strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0) {
+        if (strcmp(value, "off") == 0 || strcmp(value, "0") == 0 || strcmp(value, "false") == 0 ||
+            strcmp(value, "no") == 0) {
             *(bool *)field = false;
             return 0;
         }
@@ -199,18 +248,23 @@ void server_config_print_usage(void) {
     printf("usage: herald serve [options]\n\n"
            "Starts the herald server on the embedded store. Every option can also be set with\n"
            "its HERALD_* variable (e.g. --history-size as HERALD_HISTORY_SIZE); a flag wins.\n"
-           "Durations: 500ms, 15s, 5m, 2h, 1d (a bare number means seconds). Sizes: 65536, 64KiB, 1MiB.\n\n"
+           "Durations: 500ms, 15s, 5m, 2h, 1d (a bare number means seconds). Sizes: 65536, 64KiB, "
+           "1MiB.\n\n"
            "options:\n");
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         char flag[64];
-        snprintf(flag, sizeof flag, "--%s%s", options[i].name, options[i].kind == OPTION_FLAG ? "" : " VALUE");
-        if (strlen(flag) > 26) printf("  %s\n  %-26s %s\n", flag, "", options[i].help);
-        else printf("  %-26s %s\n", flag, options[i].help);
+        snprintf(flag, sizeof flag, "--%s%s", options[i].name,
+                 options[i].kind == OPTION_FLAG ? "" : " VALUE");
+        if (strlen(flag) > 26)
+            printf("  %s\n  %-26s %s\n", flag, "", options[i].help);
+        else
+            printf("  %-26s %s\n", flag, options[i].help);
     }
     printf("  %-26s %s\n", "--help", "show this help");
 }
 
-int server_config_parse(server_config *config, int argc, char **argv, char *error, size_t error_size) {
+int server_config_parse(server_config *config, int argc, char **argv, char *error,
+                        size_t error_size) {
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++) {
         char name[64];
         variable_name(&options[i], name, sizeof name);
@@ -221,8 +275,10 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
             while (*start) {
                 const char *end = strchr(start, ',');
                 size_t length = end ? (size_t)(end - start) : strlen(start);
-                while (length && (*start == ' ' || *start == '\t')) start++, length--;
-                while (length && (start[length - 1] == ' ' || start[length - 1] == '\t')) length--;
+                while (length && (*start == ' ' || *start == '\t'))
+                    start++, length--;
+                while (length && (start[length - 1] == ' ' || start[length - 1] == '\t'))
+                    length--;
                 char item[1100];
                 if (length == 0 || length >= sizeof item) {
                     snprintf(error, error_size, "%s has an empty or over-long item.", name);
@@ -230,7 +286,8 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
                 }
                 memcpy(item, start, length);
                 item[length] = '\0';
-                if (apply_option(config, &options[i], item, name, error, error_size) != 0) return -1;
+                if (apply_option(config, &options[i], item, name, error, error_size) != 0)
+                    return -1;
                 if (!end) break;
                 start = end + 1;
                 if (!*start) {
@@ -238,7 +295,8 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
                     return -1;
                 }
             }
-        } else if (value && apply_option(config, &options[i], value, name, error, error_size) != 0) {
+        } else if (value &&
+                   apply_option(config, &options[i], value, name, error, error_size) != 0) {
             return -1;
         }
     }
@@ -249,7 +307,8 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
             return 1;
         }
         if (strncmp(argument, "--", 2) != 0) {
-            snprintf(error, error_size, "Unexpected argument '%s' (see herald serve --help).", argument);
+            snprintf(error, error_size, "Unexpected argument '%s' (see herald serve --help).",
+                     argument);
             return -1;
         }
         const char *name = argument + 2;
@@ -257,16 +316,21 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
         size_t name_length = equals ? (size_t)(equals - name) : strlen(name);
         const option *found = NULL;
         for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
-            if (strlen(options[i].name) == name_length && strncmp(options[i].name, name, name_length) == 0)
+            if (strlen(options[i].name) == name_length &&
+                strncmp(options[i].name, name, name_length) == 0)
                 found = &options[i];
         if (!found) {
-            snprintf(error, error_size, "Unknown option '%.*s' (see herald serve --help).", (int)(name_length + 2), argument);
+            snprintf(error, error_size, "Unknown option '%.*s' (see herald serve --help).",
+                     (int)(name_length + 2), argument);
             return -1;
         }
         const char *value;
-        if (equals) value = equals + 1;
-        else if (found->kind == OPTION_FLAG) value = "true";
-        else if (a + 1 < argc) value = argv[++a];
+        if (equals)
+            value = equals + 1;
+        else if (found->kind == OPTION_FLAG)
+            value = "true";
+        else if (a + 1 < argc)
+            value = argv[++a];
         else {
             snprintf(error, error_size, "Option '--%s' needs a value.", found->name);
             return -1;
@@ -279,7 +343,8 @@ int server_config_parse(server_config *config, int argc, char **argv, char *erro
 }
 
 static void string_list_free(string_list *list) {
-    for (size_t i = 0; i < list->count; i++) free(list->items[i]);
+    for (size_t i = 0; i < list->count; i++)
+        free(list->items[i]);
     free(list->items);
     list->items = NULL;
     list->count = 0;

@@ -1,8 +1,8 @@
 #include "core/event.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdio.h>
 #include <time.h>
 
 #include "core/json.h"
@@ -41,7 +41,8 @@ event *event_retain(event *e) {
 void event_release(event *e) {
     if (!e || atomic_fetch_sub_explicit(&e->references, 1, memory_order_acq_rel) != 1) return;
     buffer_release(e->json);
-    for (int i = 0; i < EVENT_ENCODING_COUNT; i++) buffer_release(e->encodings[i]);
+    for (int i = 0; i < EVENT_ENCODING_COUNT; i++)
+        buffer_release(e->encodings[i]);
     free(e->topic);
     free(e->data);
     free(e);
@@ -133,7 +134,8 @@ bool event_list_push(event_list *l, event *e) {
 }
 
 void event_list_free(event_list *l) {
-    for (size_t i = 0; i < l->count; i++) event_release(l->events[i]);
+    for (size_t i = 0; i < l->count; i++)
+        event_release(l->events[i]);
     free(l->events);
     memset(l, 0, sizeof *l);
 }

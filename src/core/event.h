@@ -15,10 +15,10 @@
 #define EVENT_TYPE_MAX 64
 
 typedef enum event_encoding_kind {
-    EVENT_ENCODING_SSE,               /* sse_event_frame */
-    EVENT_ENCODING_WS_JSON,           /* {"op":"event",...} text frame */
-    EVENT_ENCODING_WS_JSON_DEFLATED,  /* the same, permessage-deflate compressed */
-    EVENT_ENCODING_WS_RAW,            /* the data alone as a text frame (raw mode) */
+    EVENT_ENCODING_SSE,              /* sse_event_frame */
+    EVENT_ENCODING_WS_JSON,          /* {"op":"event",...} text frame */
+    EVENT_ENCODING_WS_JSON_DEFLATED, /* the same, permessage-deflate compressed */
+    EVENT_ENCODING_WS_RAW,           /* the data alone as a text frame (raw mode) */
     EVENT_ENCODING_WS_RAW_DEFLATED,
     EVENT_ENCODING_COUNT,
 } event_encoding_kind;
@@ -51,7 +51,8 @@ void event_append_json(event *e, text *t);
 /* "2026-12-03T15:00:00.123Z" (24 characters and a NUL). */
 void event_format_time(int64_t time_ms, char out[25]);
 
-/* The publish receipt: {"id","topic","type","time"} for a single publish, {"ids":[..]} for a batch. */
+/* The publish receipt: {"id","topic","type","time"} for a single publish, {"ids":[..]} for a batch.
+ */
 void event_append_receipt(text *t, event *const *events, size_t count, bool batch);
 
 typedef struct event_list {

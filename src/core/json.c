@@ -1,5 +1,5 @@
-#include "core/encoding.h"
 #include "core/json.h"
+#include "core/encoding.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -24,7 +24,8 @@ static bool text_reserve(text *t, size_t extra) {
     if (t->failed) return false;
     if (t->length + extra + 1 <= t->capacity) return true;
     size_t capacity = t->capacity ? t->capacity : 64;
-    while (capacity < t->length + extra + 1) capacity *= 2;
+    while (capacity < t->length + extra + 1)
+        capacity *= 2;
     char *data = realloc(t->data, capacity);
     if (!data) {
         t->failed = true;

@@ -35,24 +35,29 @@ bool source_name_valid(const char *name, size_t length) {
     if (length == 0 || length > SOURCE_NAME_MAX) return false;
     for (size_t i = 0; i < length; i++) {
         char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
     }
     return true;
 }
 
 static sqlite3 *open_database(const char *path, char *error, size_t error_size) {
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        snprintf(error, error_size, "cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(error, error_size, "cannot open %s: %s", path,
+                 db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return NULL;
     }
     sqlite3_busy_timeout(db, 5000);
     sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
-    if (sqlite3_exec(db,
-                     "CREATE TABLE IF NOT EXISTS sources(name TEXT PRIMARY KEY, scheme TEXT NOT NULL, "
-                     "secret TEXT NOT NULL, topic TEXT NOT NULL, tolerance INTEGER NOT NULL, created_ms INTEGER NOT NULL)",
-                     NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlite3_exec(
+            db,
+            "CREATE TABLE IF NOT EXISTS sources(name TEXT PRIMARY KEY, scheme TEXT NOT NULL, "
+            "secret TEXT NOT NULL, topic TEXT NOT NULL, tolerance INTEGER NOT NULL, created_ms "
+            "INTEGER NOT NULL)",
+            NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(error, error_size, "cannot create the sources table: %s", sqlite3_errmsg(db));
         sqlite3_close(db);
         return NULL;
@@ -62,13 +67,14 @@ static sqlite3 *open_database(const char *path, char *error, size_t error_size) 
 
 static void link_source(source_registry *r, hook_source *s) {
     hook_source **link = &r->sources; /* kept sorted by name for stable listings */
-    while (*link && strcmp((*link)->name, s->name) < 0) link = &(*link)->next;
+    while (*link && strcmp((*link)->name, s->name) < 0)
+        link = &(*link)->next;
     s->next = *link;
     *link = s;
 }
 
-int source_registry_open(uv_loop_t *loop, const char *database_path, source_registry **out, char *error,
-                         size_t error_size) {
+int source_registry_open(uv_loop_t *loop, const char *database_path, source_registry **out,
+                         char *error, size_t error_size) {
     source_registry *r = calloc(1, sizeof *r);
     if (!r || !(r->database_path = strdup(database_path))) {
         free(r);
@@ -82,13 +88,15 @@ int source_registry_open(uv_loop_t *loop, const char *database_path, source_regi
         return -1;
     }
     sqlite3_stmt *select = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT name, scheme, secret, topic, tolerance, created_ms FROM sources", -1,
-                                &select, NULL);
+    int rc = sqlite3_prepare_v2(
+        db, "SELECT name, scheme, secret, topic, tolerance, created_ms FROM sources", -1, &select,
+        NULL);
     while (rc == SQLITE_OK && sqlite3_step(select) == SQLITE_ROW) {
         hook_source *s = calloc(1, sizeof *s);
         const char *name = (const char *)sqlite3_column_text(select, 0);
         const char *scheme = (const char *)sqlite3_column_text(select, 1);
-        if (!s || !name || !scheme || strlen(name) > SOURCE_NAME_MAX || !hook_scheme_parse(scheme, &s->scheme)) {
+        if (!s || !name || !scheme || strlen(name) > SOURCE_NAME_MAX ||
+            !hook_scheme_parse(scheme, &s->scheme)) {
             free(s);
             continue; /* a row this version cannot use is left alone, not fatal */
         }
@@ -136,9 +144,10 @@ static void run_job(uv_work_t *work) {
     sqlite3 *db = open_database(job->registry->database_path, job->error, sizeof job->error);
     if (!db) return;
     sqlite3_stmt *statement = NULL;
-    const char *sql = job->remove ? "DELETE FROM sources WHERE name = ?1"
-                                  : "INSERT INTO sources(name, scheme, secret, topic, tolerance, created_ms) "
-                                    "VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+    const char *sql =
+        job->remove ? "DELETE FROM sources WHERE name = ?1"
+                    : "INSERT INTO sources(name, scheme, secret, topic, tolerance, created_ms) "
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
     if (sqlite3_prepare_v2(db, sql, -1, &statement, NULL) == SQLITE_OK) {
         const hook_source *s = job->source;
         sqlite3_bind_text(statement, 1, s->name, -1, SQLITE_STATIC);
@@ -153,7 +162,9 @@ static void run_job(uv_work_t *work) {
         /* Two creates of one name racing: the second loses here. */
         job->name_taken = !job->ok && sqlite3_extended_errcode(db) == SQLITE_CONSTRAINT_PRIMARYKEY;
     }
-    if (!job->ok) snprintf(job->error, sizeof job->error, "The source could not be saved: %s.", sqlite3_errmsg(db));
+    if (!job->ok)
+        snprintf(job->error, sizeof job->error, "The source could not be saved: %s.",
+                 sqlite3_errmsg(db));
     sqlite3_finalize(statement);
     sqlite3_close(db);
 }
@@ -174,13 +185,17 @@ static void finish_job(uv_work_t *work, int status) {
                 break;
             }
     }
-    job->done(job->context, job->ok ? SOURCE_SAVED : job->name_taken ? SOURCE_NAME_TAKEN : SOURCE_FAILED,
+    job->done(job->context,
+              job->ok           ? SOURCE_SAVED
+              : job->name_taken ? SOURCE_NAME_TAKEN
+                                : SOURCE_FAILED,
               job->ok ? NULL : job->error);
     source_free(job->source);
     free(job);
 }
 
-static bool queue_job(source_registry *r, bool remove, hook_source *source, source_done_callback done, void *context) {
+static bool queue_job(source_registry *r, bool remove, hook_source *source,
+                      source_done_callback done, void *context) {
     source_job *job = calloc(1, sizeof *job);
     if (!job) {
         source_free(source);
@@ -201,7 +216,8 @@ static bool queue_job(source_registry *r, bool remove, hook_source *source, sour
     return true;
 }
 
-bool source_registry_add(source_registry *r, const hook_source *source, source_done_callback done, void *context) {
+bool source_registry_add(source_registry *r, const hook_source *source, source_done_callback done,
+                         void *context) {
     if (source_registry_find(r, source->name)) return false;
     hook_source *copy = calloc(1, sizeof *copy);
     if (!copy) return false;
@@ -216,7 +232,8 @@ bool source_registry_add(source_registry *r, const hook_source *source, source_d
     return queue_job(r, false, copy, done, context);
 }
 
-bool source_registry_remove(source_registry *r, const char *name, source_done_callback done, void *context) {
+bool source_registry_remove(source_registry *r, const char *name, source_done_callback done,
+                            void *context) {
     if (!source_registry_find(r, name)) return false;
     hook_source *key = calloc(1, sizeof *key);
     if (!key) return false;

@@ -25,8 +25,8 @@ typedef struct hook_source {
 typedef struct source_registry source_registry;
 
 /* path: the SQLite database file (the store's herald.db). */
-int source_registry_open(uv_loop_t *loop, const char *database_path, source_registry **out, char *error,
-                         size_t error_size);
+int source_registry_open(uv_loop_t *loop, const char *database_path, source_registry **out,
+                         char *error, size_t error_size);
 void source_registry_close(source_registry *r); /* after the loop finished the pending work */
 
 const hook_source *source_registry_find(const source_registry *r, const char *name);
@@ -36,10 +36,13 @@ const hook_source *source_registry_first(const source_registry *r); /* then ->ne
 bool source_name_valid(const char *name, size_t length);
 
 typedef enum source_outcome { SOURCE_SAVED, SOURCE_NAME_TAKEN, SOURCE_FAILED } source_outcome;
-typedef void (*source_done_callback)(void *context, source_outcome outcome, const char *error_message);
+typedef void (*source_done_callback)(void *context, source_outcome outcome,
+                                     const char *error_message);
 /* Persists a new source (copied) and then adds it; false when the name is taken (nothing done). */
-bool source_registry_add(source_registry *r, const hook_source *source, source_done_callback done, void *context);
+bool source_registry_add(source_registry *r, const hook_source *source, source_done_callback done,
+                         void *context);
 /* Deletes it durably, then from memory; false when there is no such source. */
-bool source_registry_remove(source_registry *r, const char *name, source_done_callback done, void *context);
+bool source_registry_remove(source_registry *r, const char *name, source_done_callback done,
+                            void *context);
 
 #endif

@@ -145,7 +145,7 @@ hook_verdict hook_verify_standard(const char *secret, const char *webhook_id,
             unsigned char candidate[WEBHOOK_HMAC_BYTES + 3];
             size_t decoded = 0;
             if (base64_decode(value, (size_t)(end - value), candidate, sizeof candidate,
-                                   &decoded) &&
+                              &decoded) &&
                 decoded == WEBHOOK_HMAC_BYTES &&
                 CRYPTO_memcmp(candidate, expected, WEBHOOK_HMAC_BYTES) == 0)
                 matched = true;

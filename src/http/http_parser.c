@@ -1,5 +1,5 @@
-#include "core/encoding.h"
 #include "http/http_parser.h"
+#include "core/encoding.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -39,7 +39,8 @@ typedef struct http_request {
 
 typedef enum http_parse_status {
     HTTP_PARSE_NEED_MORE,        /* all input consumed; feed more */
-    HTTP_PARSE_REQUEST_COMPLETE, /* a whole request is available; unconsumed input belongs to the next */
+    HTTP_PARSE_REQUEST_COMPLETE, /* a whole request is available; unconsumed input belongs to the
+                                    next */
     HTTP_PARSE_ERROR,            /* malformed or over a limit: answer the error and close */
 } http_parse_status;
 
@@ -48,8 +49,9 @@ typedef struct http_parser_state http_parser_state; /* private, heap, only while
 typedef struct http_parser {
     http_limits limits;
     http_parser_state *state; /* NULL when idle */
-    int error_status;         /* 400, 413, 431, 505 (503 when out of memory) once HTTP_PARSE_ERROR was returned */
-    const char *error_code;   /* "bad_request", "payload_too_large", "headers_too_large" */
+    int error_status;       /* 400, 413, 431, 505 (503 when out of memory) once HTTP_PARSE_ERROR was
+                               returned */
+    const char *error_code; /* "bad_request", "payload_too_large", "headers_too_large" */
     const char *error_message;
 } http_parser;
 

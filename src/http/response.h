@@ -17,6 +17,7 @@ void http_response_head(text *t, int status, const char *content_type, size_t co
                         bool keep_alive, const char *epoch, const char *extra_headers);
 
 /* {"error":code,"message":message} — with "position" when position_or_negative >= 0. */
-void http_error_body(text *t, const char *code, const char *message, long long position_or_negative);
+void http_error_body(text *t, const char *code, const char *message,
+                     long long position_or_negative);
 
 #endif

@@ -1,5 +1,5 @@
-#include "core/encoding.h"
 #include "http/url.h"
+#include "core/encoding.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +9,8 @@ bool url_decode(const char *src, size_t length, bool plus_is_space, text *out) {
         char c = src[i];
         if (c == '%') {
             if (i + 2 >= length) return false;
-            int high = hex_digit_value((unsigned char)src[i + 1]), low = hex_digit_value((unsigned char)src[i + 2]);
+            int high = hex_digit_value((unsigned char)src[i + 1]),
+                low = hex_digit_value((unsigned char)src[i + 2]);
             if (high < 0 || low < 0) return false;
             c = (char)(high * 16 + low);
             if (c == '\0') return false;
@@ -38,7 +39,8 @@ bool url_query_parse(const char *query, size_t length, url_query *out) {
     size_t start = 0;
     while (start < length) {
         size_t end = start;
-        while (end < length && query[end] != '&') end++;
+        while (end < length && query[end] != '&')
+            end++;
         if (end > start) {
             if (out->count == URL_MAX_PARAMETERS) goto fail;
             const char *equals = memchr(query + start, '=', end - start);

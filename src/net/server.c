@@ -54,8 +54,10 @@ static void connection_unlist(connection *c) {
     if (c->unlisted) return;
     c->unlisted = true;
     server *s = c->server;
-    if (c->previous) c->previous->next = c->next;
-    else s->connections = c->next;
+    if (c->previous)
+        c->previous->next = c->next;
+    else
+        s->connections = c->next;
     if (c->next) c->next->previous = c->previous;
     /* c's own links stay: a walk of the list that is standing on c can still step on. */
     s->connection_count--;
@@ -126,7 +128,8 @@ static void on_timer(uv_timer_t *timer) {
     if (kind == TIMER_HEADER || kind == TIMER_BODY) {
         /* A client too slow to send its request is cut off: 408 tells an honest one why. */
         c->keep_alive = false;
-        connection_respond_error(c, 408, "bad_request", "The request was not received in time.", NULL);
+        connection_respond_error(c, 408, "bad_request", "The request was not received in time.",
+                                 NULL);
         return;
     }
     connection_close(c); /* idle keep-alive */
@@ -135,8 +138,10 @@ static void on_timer(uv_timer_t *timer) {
 static void connection_set_timer(connection *c, connection_timer_kind kind, int64_t timeout_ms) {
     if (c->closing) return;
     c->timer_kind = kind;
-    if (kind == TIMER_NONE) uv_timer_stop(&c->timer);
-    else uv_timer_start(&c->timer, on_timer, (uint64_t)timeout_ms, 0);
+    if (kind == TIMER_NONE)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timer, (uint64_t)timeout_ms, 0);
 }
 
 void connection_set_handler_timer(connection *c, int64_t timeout_ms) {
@@ -185,7 +190,8 @@ static void write_ahead(connection *c) {
         int written = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
         if (written <= 0) return; /* full, or an error the next flush reports */
         size_t total = 0;
-        for (size_t i = 0; i < n; i++) total += bufs[i].len;
+        for (size_t i = 0; i < n; i++)
+            total += bufs[i].len;
         consume(c, (size_t)written);
         if ((size_t)written < total) return;
     }
@@ -203,8 +209,10 @@ static void connection_enqueue(connection *c, buffer *data, bool bounded) {
     if (bounded && backlog_after(c, data->length) > c->server->config.send_buffer_bytes) {
         /* A reader this far behind would make everyone wait or memory grow: cut it off; it
          * resumes from its last id. */
-        if (c->handler && c->handler->overflow) c->handler->overflow(c);
-        else connection_close(c);
+        if (c->handler && c->handler->overflow)
+            c->handler->overflow(c);
+        else
+            connection_close(c);
         return;
     }
     if (c->queue_count == c->queue_capacity) {
@@ -309,7 +317,8 @@ static void connection_flush(connection *c) {
             return;
         }
         size_t total = 0;
-        for (size_t i = 0; i < n; i++) total += bufs[i].len;
+        for (size_t i = 0; i < n; i++)
+            total += bufs[i].len;
         consume(c, (size_t)written);
         if ((size_t)written < total) {
             /* The socket is full: let libuv finish these entries when it drains. */
@@ -322,7 +331,8 @@ static void connection_flush(connection *c) {
             c->write_request->data = c;
             c->writes_in_flight = n;
             connection_hold(c);
-            if (uv_write(c->write_request, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write_done) != 0) {
+            if (uv_write(c->write_request, (uv_stream_t *)&c->tcp, bufs, (unsigned)n,
+                         on_write_done) != 0) {
                 c->writes_in_flight = 0;
                 connection_release(c);
                 connection_close(c);
@@ -368,10 +378,12 @@ void connection_respond(connection *c, int status, const char *content_type, con
     text_init(&headers);
     if (extra_headers) text_append_cstring(&headers, extra_headers);
     if (c->response_headers) text_append_cstring(&headers, c->response_headers);
-    http_response_head(&t, status, content_type, bodiless ? HTTP_NO_CONTENT_LENGTH : body_length, keep_alive,
-                       c->server->epoch, headers.length ? text_cstring(&headers) : NULL);
+    http_response_head(&t, status, content_type, bodiless ? HTTP_NO_CONTENT_LENGTH : body_length,
+                       keep_alive, c->server->epoch,
+                       headers.length ? text_cstring(&headers) : NULL);
     text_free(&headers);
-    if (body_length && !c->head_request) text_append(&t, body, body_length); /* HEAD: the head only */
+    if (body_length && !c->head_request)
+        text_append(&t, body, body_length); /* HEAD: the head only */
     buffer *b = text_to_buffer(&t);
     text_free(&t);
     if (!b) {
@@ -410,8 +422,8 @@ void connection_respond_error_at(connection *c, int status, const char *code, co
 
 /* ---- handlers ---- */
 
-void connection_begin_handler(connection *c, connection_mode mode, const connection_handler *handler,
-                              void *state) {
+void connection_begin_handler(connection *c, connection_mode mode,
+                              const connection_handler *handler, void *state) {
     c->mode = mode;
     c->handler = handler;
     c->handler_state = state;
@@ -435,7 +447,8 @@ static void resume_reading(connection *c) {
     } else if (!c->in_input_processing) {
         connection_set_timer(c, TIMER_IDLE, c->server->config.idle_timeout_ms);
     }
-    if (c->read_paused && !c->closing && !c->close_after_flush && c->mode == CONNECTION_READING_REQUEST) {
+    if (c->read_paused && !c->closing && !c->close_after_flush &&
+        c->mode == CONNECTION_READING_REQUEST) {
         c->read_paused = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
@@ -551,7 +564,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         connection_close(c);
         return;
     }
-    if (nread == 0 || c->closing || c->close_after_flush) return; /* a closing client's last words are dropped */
+    if (nread == 0 || c->closing || c->close_after_flush)
+        return; /* a closing client's last words are dropped */
     if (c->handler && c->handler->data) {
         connection_hold(c);
         c->handler->data(c, buf->base, (size_t)nread);
@@ -593,8 +607,9 @@ static void on_connection(uv_stream_t *listener, int status) {
     if (s->shutting_down || s->connection_count > s->config.max_connections) {
         c->keep_alive = false;
         connection_respond_error(c, 503, "unavailable",
-                                 s->shutting_down ? "The server is shutting down."
-                                                  : "The server has too many connections; try again soon.",
+                                 s->shutting_down
+                                     ? "The server is shutting down."
+                                     : "The server has too many connections; try again soon.",
                                  "Retry-After: 1\r\n");
         return;
     }
@@ -632,14 +647,17 @@ void server_begin_shutdown(server *s) {
     while (c) {
         connection *next = c->next;
         connection_hold(c);
-        if (c->handler && c->handler->shutdown) c->handler->shutdown(c);
-        else if (c->mode == CONNECTION_READING_REQUEST && !http_parser_started(&c->parser)) connection_close(c);
+        if (c->handler && c->handler->shutdown)
+            c->handler->shutdown(c);
+        else if (c->mode == CONNECTION_READING_REQUEST && !http_parser_started(&c->parser))
+            connection_close(c);
         /* a request being received or a publish waiting for its commit finishes, then closes */
         next = c->next;
         connection_release(c);
         c = next;
     }
-    for (size_t i = 0; i < s->shutdown_hook_count; i++) s->shutdown_hooks[i].hook(s->shutdown_hooks[i].context);
+    for (size_t i = 0; i < s->shutdown_hook_count; i++)
+        s->shutdown_hooks[i].hook(s->shutdown_hooks[i].context);
     /* The store flushes what is queued and answers those publishes before it closes. */
     store_close(s->store);
     s->store = NULL;
@@ -666,18 +684,22 @@ int server_start(server *s, uv_loop_t *loop, const server_config *config, store 
     s->access = access;
     snprintf(s->epoch, sizeof s->epoch, "%s", store_epoch(st));
     struct sockaddr_storage address;
-    if (uv_ip4_addr(config->listen_host, config->listen_port, (struct sockaddr_in *)&address) != 0 &&
-        uv_ip6_addr(config->listen_host, config->listen_port, (struct sockaddr_in6 *)&address) != 0) {
-        snprintf(error, error_size, "Cannot listen on '%s': not an IPv4 or IPv6 address.", config->listen_host);
+    if (uv_ip4_addr(config->listen_host, config->listen_port, (struct sockaddr_in *)&address) !=
+            0 &&
+        uv_ip6_addr(config->listen_host, config->listen_port, (struct sockaddr_in6 *)&address) !=
+            0) {
+        snprintf(error, error_size, "Cannot listen on '%s': not an IPv4 or IPv6 address.",
+                 config->listen_host);
         return -1;
     }
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
-    int rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&address, 0); /* libuv sets SO_REUSEADDR */
+    int rc =
+        uv_tcp_bind(&s->listener, (struct sockaddr *)&address, 0); /* libuv sets SO_REUSEADDR */
     if (rc == 0) rc = uv_listen((uv_stream_t *)&s->listener, 4096, on_connection);
     if (rc != 0) {
-        snprintf(error, error_size, "Cannot listen on %s:%d: %s.", config->listen_host, config->listen_port,
-                 uv_strerror(rc));
+        snprintf(error, error_size, "Cannot listen on %s:%d: %s.", config->listen_host,
+                 config->listen_port, uv_strerror(rc));
         uv_close((uv_handle_t *)&s->listener, NULL);
         return -1;
     }
@@ -703,7 +725,8 @@ int server_start(server *s, uv_loop_t *loop, const server_config *config, store 
     s->heartbeat_frame = buffer_from(ping, sizeof ping - 1);
     uv_timer_init(loop, &s->heartbeat);
     s->heartbeat.data = s;
-    uv_timer_start(&s->heartbeat, on_heartbeat, (uint64_t)config->sse_heartbeat_ms, (uint64_t)config->sse_heartbeat_ms);
+    uv_timer_start(&s->heartbeat, on_heartbeat, (uint64_t)config->sse_heartbeat_ms,
+                   (uint64_t)config->sse_heartbeat_ms);
     uv_signal_init(loop, &s->sigterm);
     uv_signal_init(loop, &s->sigint);
     s->sigterm.data = s;

@@ -44,10 +44,10 @@ typedef struct write_entry {
 
 /* Hooks of the handler that owns a waiting or streaming connection. */
 typedef struct connection_handler {
-    void (*closed)(connection *c);      /* the socket is gone: unsubscribe, drop state */
-    void (*timer)(connection *c);       /* the TIMER_HANDLER deadline passed */
-    void (*drained)(connection *c);     /* the write queue emptied (flow-controlled replay) */
-    void (*shutdown)(connection *c);    /* the server is stopping: finish or close */
+    void (*closed)(connection *c);   /* the socket is gone: unsubscribe, drop state */
+    void (*timer)(connection *c);    /* the TIMER_HANDLER deadline passed */
+    void (*drained)(connection *c);  /* the write queue emptied (flow-controlled replay) */
+    void (*shutdown)(connection *c); /* the server is stopping: finish or close */
     /* Bytes from the client once the connection left HTTP (a WebSocket); without this hook such
      * bytes are held for the next request (waiting) or dropped (streaming). */
     void (*data)(connection *c, const char *data, size_t length);
@@ -60,8 +60,8 @@ struct connection {
     uv_tcp_t tcp;
     uv_timer_t timer;
     server *server;
-    connection *previous, *next;           /* all connections */
-    connection *next_dirty;                /* pending flush in this loop iteration */
+    connection *previous, *next; /* all connections */
+    connection *next_dirty;      /* pending flush in this loop iteration */
     http_parser parser;
     connection_mode mode;
     connection_timer_kind timer_kind;
@@ -69,7 +69,7 @@ struct connection {
     bool close_after_flush;
     bool lingering;
     bool read_paused; /* enough pipelined input is held: not reading until it is processed */
-    bool unlisted; /* out of the server's list (closing or lingering) */
+    bool unlisted;    /* out of the server's list (closing or lingering) */
     bool continue_sent;
     bool in_input_processing;
     bool dirty;
@@ -141,8 +141,8 @@ void connection_respond(connection *c, int status, const char *content_type, con
 void connection_respond_error(connection *c, int status, const char *code, const char *message,
                               const char *extra_headers);
 /* An error with the "position" member (invalid JSON/UTF-8). */
-void connection_respond_error_at(connection *c, int status, const char *code,
-                                 const char *message, size_t position);
+void connection_respond_error_at(connection *c, int status, const char *code, const char *message,
+                                 size_t position);
 /* Switch to waiting/streaming with a handler; operations keep the struct alive after close. */
 void connection_begin_handler(connection *c, connection_mode mode,
                               const connection_handler *handler, void *state);

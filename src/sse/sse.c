@@ -2,7 +2,8 @@
 
 #include <string.h>
 
-void sse_encode_event(text *out, uint64_t id, const char *type, const char *data, size_t data_length) {
+void sse_encode_event(text *out, uint64_t id, const char *type, const char *data,
+                      size_t data_length) {
     text_append_cstring(out, "id: ");
     text_append_u64(out, id);
     text_append_char(out, '\n');

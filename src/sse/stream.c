@@ -56,7 +56,8 @@ static void stream_replay(connection *c) {
             connection_close(c);
             return;
         }
-        int rc = topics.count ? store_read(st, topics.names, topics.count, s->last_sent_id, false, REPLAY_PAGE, &page)
+        int rc = topics.count ? store_read(st, topics.names, topics.count, s->last_sent_id, false,
+                                           REPLAY_PAGE, &page)
                               : 0;
         uint64_t trimmed = resolved_trimmed_through(&topics, st);
         resolved_topics_free(&topics);
@@ -66,7 +67,8 @@ static void stream_replay(connection *c) {
             return;
         }
         if (trimmed > s->last_sent_id && s->last_sent_id == 0) {
-            s->last_sent_id = trimmed; /* "since 0" asks for the oldest retained: no gap to report */
+            s->last_sent_id =
+                trimmed; /* "since 0" asks for the oldest retained: no gap to report */
         } else if (trimmed > s->last_sent_id) {
             uint64_t oldest = page.count ? page.events[0]->id : trimmed + 1;
             char data[96];
@@ -75,7 +77,8 @@ static void stream_replay(connection *c) {
             write_reset(c, s->last_sent_id, data);
             s->last_sent_id = trimmed;
         }
-        for (size_t i = 0; i < page.count && !connection_is_closing(c); i++) stream_send(c, s, page.events[i]);
+        for (size_t i = 0; i < page.count && !connection_is_closing(c); i++)
+            stream_send(c, s, page.events[i]);
         bool caught_up = page.count < REPLAY_PAGE;
         event_list_free(&page);
         if (caught_up) s->replaying = false;
@@ -141,7 +144,8 @@ void api_handle_stream(api_request *r) {
     uint64_t resume_id = 0;
     bool has_resume_id = resume_text != NULL; /* the text lives in the request, gone after begin */
     if (has_resume_id && !parse_event_id(resume_text, &resume_id)) {
-        connection_respond_error(c, 400, "invalid_id", "The resume id must be an event id (a decimal number).", NULL);
+        connection_respond_error(c, 400, "invalid_id",
+                                 "The resume id must be an event id (a decimal number).", NULL);
         return;
     }
     if (srv->shutting_down || !srv->store) {
@@ -191,7 +195,8 @@ void api_handle_stream(api_request *r) {
     uint64_t head_id = store_head_id(srv->store);
     if (resume_id > head_id) {
         char data[96];
-        snprintf(data, sizeof data, "{\"reason\":\"unknown_id\",\"head\":\"%llu\"}", (unsigned long long)head_id);
+        snprintf(data, sizeof data, "{\"reason\":\"unknown_id\",\"head\":\"%llu\"}",
+                 (unsigned long long)head_id);
         write_reset(c, head_id, data);
         s->last_sent_id = head_id;
         return;

@@ -247,9 +247,10 @@ int store_publish(store *s, const store_item *items, size_t count, const char *i
                                callback, context);
 }
 
-int store_publish_keyed(store *s, const store_item *items, size_t count, const char *idempotency_key,
-                        size_t idempotency_key_length, int64_t key_ttl_ms, bool batch,
-                        store_publish_callback callback, void *context) {
+int store_publish_keyed(store *s, const store_item *items, size_t count,
+                        const char *idempotency_key, size_t idempotency_key_length,
+                        int64_t key_ttl_ms, bool batch, store_publish_callback callback,
+                        void *context) {
     if (s->closing || !items || count == 0 || count > (1u << 20) ||
         idempotency_key_length > INT32_MAX)
         return -1;

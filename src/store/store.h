@@ -81,9 +81,10 @@ int store_publish(store *s, const store_item *items, size_t count, const char *i
                   void *context);
 /* The same with the key remembered for key_ttl_ms (when longer than the store's TTL): inbound
  * webhook deduplication keeps provider ids for 72 h. */
-int store_publish_keyed(store *s, const store_item *items, size_t count, const char *idempotency_key,
-                        size_t idempotency_key_length, int64_t key_ttl_ms, bool batch,
-                        store_publish_callback callback, void *context);
+int store_publish_keyed(store *s, const store_item *items, size_t count,
+                        const char *idempotency_key, size_t idempotency_key_length,
+                        int64_t key_ttl_ms, bool batch, store_publish_callback callback,
+                        void *context);
 
 /* Events of the given topics (exact names), oldest first, at most limit:
  * newest=false: those with id > after_id; newest=true: the most recent ones (after_id ignored).

@@ -222,7 +222,8 @@ static bool store_request_events(store *s, store_group *g, store_request *r, int
         /* created_ms holds the time the record would have been made under the store-wide TTL:
          * a longer-lived key (webhook deduplication, 72 h) is stored as if made later, so the
          * lookup and the expiry sweep need no second column. */
-        int64_t extra = r->key_ttl_ms > s->idempotency_ttl_ms ? r->key_ttl_ms - s->idempotency_ttl_ms : 0;
+        int64_t extra =
+            r->key_ttl_ms > s->idempotency_ttl_ms ? r->key_ttl_ms - s->idempotency_ttl_ms : 0;
         sqlite3_bind_int64(put, 3, now + extra);
         if (!run(s, STORE_W_PUT_KEY, f)) return false;
     }

@@ -61,7 +61,8 @@ static bool list_contains(const char *list, const char *want, bool ignore_case) 
 static bool key_is_valid(const char *key) {
     unsigned char raw[16];
     size_t length = 0;
-    return key && strlen(key) == 24 && base64_decode(key, 24, raw, sizeof raw, &length) && length == 16;
+    return key && strlen(key) == 24 && base64_decode(key, 24, raw, sizeof raw, &length) &&
+           length == 16;
 }
 
 void ws_handshake_accept(const char *key, size_t key_length, char out[WS_ACCEPT_LENGTH + 1]) {

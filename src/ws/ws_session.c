@@ -140,8 +140,10 @@ static bool sent_live(const ws_session *s, uint64_t id) {
     while (low < high) {
         size_t middle = low + (high - low) / 2;
         if (s->live_sent[middle] == id) return true;
-        if (s->live_sent[middle] < id) low = middle + 1;
-        else high = middle;
+        if (s->live_sent[middle] < id)
+            low = middle + 1;
+        else
+            high = middle;
     }
     return false;
 }
@@ -283,7 +285,8 @@ static void on_hub_event(void *subscriber, event *e) {
     send_event(s, sub, e);
 }
 
-static ws_subscription *find_subscription(ws_session *s, const char *pattern, ws_subscription ***link) {
+static ws_subscription *find_subscription(ws_session *s, const char *pattern,
+                                          ws_subscription ***link) {
     for (ws_subscription **p = &s->subscriptions; *p; p = &(*p)->next)
         if (strcmp((*p)->pattern, pattern) == 0) {
             if (link) *link = p;
@@ -299,8 +302,9 @@ static void subscription_free(ws_session *s, ws_subscription *sub) {
 }
 
 /* Subscribes live first, then (with since) replays. Returns NULL with *error set. */
-static ws_subscription *subscribe(ws_session *s, const char *pattern, bool has_since, uint64_t since,
-                                  const char **error_code, const char **error_message) {
+static ws_subscription *subscribe(ws_session *s, const char *pattern, bool has_since,
+                                  uint64_t since, const char **error_code,
+                                  const char **error_message) {
     if (find_subscription(s, pattern, NULL)) {
         *error_code = "invalid_parameter";
         *error_message = "This connection is already subscribed to that topic.";
@@ -313,7 +317,8 @@ static ws_subscription *subscribe(ws_session *s, const char *pattern, bool has_s
     }
     ws_subscription *sub = calloc(1, sizeof *sub);
     if (sub) sub->pattern = strdup(pattern);
-    if (sub && sub->pattern) sub->hub = hub_subscribe(s->server->hub, pattern, strlen(pattern), on_hub_event, sub);
+    if (sub && sub->pattern)
+        sub->hub = hub_subscribe(s->server->hub, pattern, strlen(pattern), on_hub_event, sub);
     if (!sub || !sub->pattern || !sub->hub) {
         if (sub) free(sub->pattern);
         free(sub);
@@ -353,9 +358,12 @@ static void handle_subscribe(ws_session *s, const ws_request *q) {
     bool has_since = q->since.data && json_kind_of(q->since) != JSON_KIND_NULL;
     if (!span_to_string(q->topic, &topic) || !topic_pattern_valid(topic.data, topic.length)) {
         send_error(s, q->ref, "invalid_topic", "topic must be a topic name or pattern.");
-    } else if (has_since && !(span_to_string(q->since, &since_text) && parse_event_id(since_text.data, &since)) &&
+    } else if (has_since &&
+               !(span_to_string(q->since, &since_text) &&
+                 parse_event_id(since_text.data, &since)) &&
                !(json_kind_of(q->since) == JSON_KIND_NUMBER && q->since.length <= 20 &&
-                 (text_append(&since_text, q->since.data, q->since.length), text_cstring(&since_text)) &&
+                 (text_append(&since_text, q->since.data, q->since.length),
+                  text_cstring(&since_text)) &&
                  parse_event_id(since_text.data, &since))) {
         send_error(s, q->ref, "invalid_id", "since must be an event id (a decimal string).");
     } else {
@@ -377,7 +385,8 @@ static void handle_subscribe(ws_session *s, const ws_request *q) {
             begin_reply(&t, "subscribed", q->ref);
             text_append_cstring(&t, ",\"topic\":");
             json_append_string(&t, topic.data, topic.length);
-            text_printf(&t, ",\"next\":\"%llu\"", (unsigned long long)(has_since && since <= head ? since : head));
+            text_printf(&t, ",\"next\":\"%llu\"",
+                        (unsigned long long)(has_since && since <= head ? since : head));
             finish_reply(s, &t);
             if (has_since && since > head) send_reset(s, sub, "unknown_id", "head", head);
             if (sub->replaying) replay(s);
@@ -438,7 +447,8 @@ static void on_ws_published(void *context, const store_publish_result *result) {
     if (s && !s->raw) {
         json_span ref = {p->ref, p->ref ? strlen(p->ref) : 0};
         if (!result->ok) {
-            send_error(s, ref, "unavailable", result->error_message ? result->error_message : "The store failed.");
+            send_error(s, ref, "unavailable",
+                       result->error_message ? result->error_message : "The store failed.");
         } else {
             uint64_t id = result->replayed ? receipt_id(result->receipt) : result->events[0]->id;
             text t;
@@ -456,7 +466,8 @@ static void on_ws_published(void *context, const store_publish_result *result) {
     connection_release(c);
 }
 
-static bool submit_publish(ws_session *s, json_span ref, const store_item *item, const char *key, size_t key_length) {
+static bool submit_publish(ws_session *s, json_span ref, const store_item *item, const char *key,
+                           size_t key_length) {
     publish_request *p = calloc(1, sizeof *p);
     if (!p) return false;
     p->connection = s->connection;
@@ -470,7 +481,8 @@ static bool submit_publish(ws_session *s, json_span ref, const store_item *item,
     connection_hold(s->connection);
     int rc = !s->server->store || (key && !namespaced)
                  ? -1
-                 : store_publish(s->server->store, item, 1, namespaced, store_key.length, false, on_ws_published, p);
+                 : store_publish(s->server->store, item, 1, namespaced, store_key.length, false,
+                                 on_ws_published, p);
     text_free(&store_key);
     if (rc != 0) {
         connection_release(s->connection);
@@ -488,19 +500,24 @@ static void handle_publish(ws_session *s, const ws_request *q) {
     text_init(&key);
     bool has_key = q->idempotency_key.data && json_kind_of(q->idempotency_key) != JSON_KIND_NULL;
     if (!span_to_string(q->topic, &topic) || !topic_name_valid(topic.data, topic.length)) {
-        send_error(s, q->ref, "invalid_topic", "topic must be a topic name (no patterns when publishing).");
-    } else if (q->type.data && !(span_to_string(q->type, &type) && event_type_valid(type.data, type.length))) {
-        send_error(s, q->ref, "invalid_type", "type must be 1-64 bytes of letters, digits and '_.:-'.");
+        send_error(s, q->ref, "invalid_topic",
+                   "topic must be a topic name (no patterns when publishing).");
+    } else if (q->type.data &&
+               !(span_to_string(q->type, &type) && event_type_valid(type.data, type.length))) {
+        send_error(s, q->ref, "invalid_type",
+                   "type must be 1-64 bytes of letters, digits and '_.:-'.");
     } else if (has_key && !(span_to_string(q->idempotency_key, &key) && key.length >= 1 &&
                             key.length <= WS_IDEMPOTENCY_KEY_MAX)) {
-        send_error(s, q->ref, "invalid_parameter", "idempotency_key must be a string of 1-200 bytes.");
+        send_error(s, q->ref, "invalid_parameter",
+                   "idempotency_key must be a string of 1-200 bytes.");
     } else if (access_publish(s->server->access, &s->identity, topic.data) != ACCESS_ALLOWED) {
         access_decision decision = access_publish(s->server->access, &s->identity, topic.data);
         send_error(s, q->ref, decision == ACCESS_FORBIDDEN ? "forbidden" : "unauthorized",
                    access_refusal_message(&s->identity, decision));
     } else {
         json_span data = q->data.data ? q->data : (json_span){"null", 4};
-        store_item item = {topic.data, topic.length, q->type.data ? type.data : "message", true, data.data, data.length};
+        store_item item = {topic.data, topic.length, q->type.data ? type.data : "message",
+                           true,       data.data,    data.length};
         if (!submit_publish(s, q->ref, &item, has_key ? key.data : NULL, has_key ? key.length : 0))
             send_error(s, q->ref, "unavailable", "The store is not accepting events.");
     }
@@ -530,24 +547,35 @@ static void handle_json_message(ws_session *s, const char *data, size_t length) 
         return;
     }
     while (json_object_next(root, &cursor, &key, &value)) {
-        if (json_string_equals(key, "op")) q.op = value;
-        else if (json_string_equals(key, "ref")) q.ref = value;
-        else if (json_string_equals(key, "topic")) q.topic = value;
-        else if (json_string_equals(key, "since")) q.since = value;
-        else if (json_string_equals(key, "type")) q.type = value;
-        else if (json_string_equals(key, "data")) q.data = value;
-        else if (json_string_equals(key, "idempotency_key")) q.idempotency_key = value;
+        if (json_string_equals(key, "op"))
+            q.op = value;
+        else if (json_string_equals(key, "ref"))
+            q.ref = value;
+        else if (json_string_equals(key, "topic"))
+            q.topic = value;
+        else if (json_string_equals(key, "since"))
+            q.since = value;
+        else if (json_string_equals(key, "type"))
+            q.type = value;
+        else if (json_string_equals(key, "data"))
+            q.data = value;
+        else if (json_string_equals(key, "idempotency_key"))
+            q.idempotency_key = value;
     }
-    if (q.op.data && json_string_equals(q.op, "subscribe")) handle_subscribe(s, &q);
-    else if (q.op.data && json_string_equals(q.op, "unsubscribe")) handle_unsubscribe(s, &q);
-    else if (q.op.data && json_string_equals(q.op, "publish")) handle_publish(s, &q);
+    if (q.op.data && json_string_equals(q.op, "subscribe"))
+        handle_subscribe(s, &q);
+    else if (q.op.data && json_string_equals(q.op, "unsubscribe"))
+        handle_unsubscribe(s, &q);
+    else if (q.op.data && json_string_equals(q.op, "publish"))
+        handle_publish(s, &q);
     else if (q.op.data && json_string_equals(q.op, "ping")) {
         text t;
         text_init(&t);
         begin_reply(&t, "pong", q.ref);
         finish_reply(s, &t);
     } else {
-        send_error(s, q.ref, "invalid_parameter", "op must be subscribe, unsubscribe, publish or ping.");
+        send_error(s, q.ref, "invalid_parameter",
+                   "op must be subscribe, unsubscribe, publish or ping.");
     }
     text_free(&minified);
 }
@@ -563,10 +591,12 @@ static void handle_raw_message(ws_session *s, const char *data, size_t length) {
     text_init(&minified);
     json_error error = {0};
     bool is_json = json_minify(data, length, &minified, &error);
-    store_item item = {sub->pattern, strlen(sub->pattern), "message", is_json,
-                       is_json ? minified.data : data, is_json ? minified.length : length};
+    store_item item = {
+        sub->pattern, strlen(sub->pattern),           "message",
+        is_json,      is_json ? minified.data : data, is_json ? minified.length : length};
     json_span none = {NULL, 0};
-    if (!submit_publish(s, none, &item, NULL, 0)) send_close(s, WS_CLOSE_INTERNAL_ERROR, "store unavailable");
+    if (!submit_publish(s, none, &item, NULL, 0))
+        send_close(s, WS_CLOSE_INTERNAL_ERROR, "store unavailable");
     text_free(&minified);
 }
 
@@ -610,8 +640,10 @@ static void on_data(connection *c, const char *bytes, size_t length) {
         switch (message.opcode) {
         case WS_OPCODE_TEXT:
             if (!s->close_sent) {
-                if (s->raw) handle_raw_message(s, message.data, message.length);
-                else handle_json_message(s, message.data, message.length);
+                if (s->raw)
+                    handle_raw_message(s, message.data, message.length);
+                else
+                    handle_json_message(s, message.data, message.length);
             }
             break;
         case WS_OPCODE_PING:
@@ -661,8 +693,10 @@ static void on_shutdown(connection *c) {
 
 static void on_overflow(connection *c) {
     ws_session *s = c->handler_state;
-    if (s) send_close(s, WS_CLOSE_POLICY_VIOLATION, "send buffer full: resume from your last id");
-    else connection_close(c);
+    if (s)
+        send_close(s, WS_CLOSE_POLICY_VIOLATION, "send buffer full: resume from your last id");
+    else
+        connection_close(c);
 }
 
 static const connection_handler ws_handler = {
@@ -700,12 +734,14 @@ void ws_session_upgrade(api_request *r, bool raw) {
     const char *origin = http_request_header(h, "origin");
     if (policy && auth_cors_configured(&policy->cors) && origin &&
         !auth_cors_origin_allowed(&policy->cors, origin, strlen(origin))) {
-        connection_respond_error(c, 403, "forbidden", "This origin is not allowed (see --cors-origin).", NULL);
+        connection_respond_error(c, 403, "forbidden",
+                                 "This origin is not allowed (see --cors-origin).", NULL);
         return;
     }
     /* With tokens configured the handshake itself needs a credential (SPEC §9); raw mode is one
      * subscription, checked here too. */
-    if (policy && access_tokens_configured(policy) && !r->identity.admin && !r->identity.has_claims) {
+    if (policy && access_tokens_configured(policy) && !r->identity.admin &&
+        !r->identity.has_claims) {
         api_allowed(r, ACCESS_UNAUTHORIZED);
         return;
     }
@@ -713,7 +749,8 @@ void ws_session_upgrade(api_request *r, bool raw) {
     uint64_t since = 0;
     const char *since_text = raw ? url_query_get(&r->query, "since") : NULL;
     if (since_text && !parse_event_id(since_text, &since)) {
-        connection_respond_error(c, 400, "invalid_id", "since must be an event id (a decimal number).", NULL);
+        connection_respond_error(c, 400, "invalid_id",
+                                 "since must be an event id (a decimal number).", NULL);
         return;
     }
     text protocols, extensions;
@@ -729,14 +766,16 @@ void ws_session_upgrade(api_request *r, bool raw) {
         .protocol = joined_header(h, "sec-websocket-protocol", &protocols),
         .extensions = joined_header(h, "sec-websocket-extensions", &extensions),
     };
-    ws_handshake_options options = {.subprotocol = raw ? NULL : "herald.v1", .allow_deflate = srv->config.ws_deflate};
+    ws_handshake_options options = {.subprotocol = raw ? NULL : "herald.v1",
+                                    .allow_deflate = srv->config.ws_deflate};
     ws_handshake_result result;
     bool accepted = ws_handshake_check(&request, &options, &result);
     text_free(&protocols);
     text_free(&extensions);
     if (!accepted) {
         c->keep_alive = false;
-        connection_respond_error(c, result.status, result.error_code, result.error_message, result.error_headers);
+        connection_respond_error(c, result.status, result.error_code, result.error_message,
+                                 result.error_headers);
         return;
     }
     ws_session *s = calloc(1, sizeof *s);

@@ -20,8 +20,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "hooks/address.h"
 #include "core/encoding.h"
+#include "hooks/address.h"
 #include "hooks/endpoint_url.h"
 #include "hooks/schedule.h"
 #include "hooks/signature.h"
