@@ -186,3 +186,19 @@ void cli_report_curl_error(CURLcode code, const char *error_buffer, const char *
     else
         fprintf(stderr, "herald: request to %s failed: %s\n", url, reason);
 }
+
+bool cli_write_line(text *line, int *exit_status) {
+    text_append_char(line, '\n');
+    if (text_failed(line)) {
+        fprintf(stderr, "herald: out of memory\n");
+        *exit_status = CLI_EXIT_FAILURE;
+        return false;
+    }
+    if (fwrite(line->data, 1, line->length, stdout) != line->length || fflush(stdout) != 0) {
+        if (errno != EPIPE)
+            fprintf(stderr, "herald: cannot write to stdout: %s\n", strerror(errno));
+        *exit_status = errno == EPIPE ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+        return false;
+    }
+    return true;
+}

@@ -193,4 +193,8 @@ typedef struct cli_ws_subscribe_request {
 /* Installs the signal handlers itself; returns the exit status. */
 int cli_subscribe_ws(const cli_ws_subscribe_request *request);
 
+/* Writes line and a newline to stdout, flushed (one event per line). false when it cannot:
+ * *exit_status is then set (a closed pipe, as in `| head -1`, is a clean exit). */
+bool cli_write_line(text *line, int *exit_status);
+
 #endif

@@ -75,18 +75,7 @@ typedef struct subscription {
 
 /* Writes sub->line as one output line. A closed stdout (| head) ends the command quietly. */
 static void emit_line(subscription *sub) {
-    text_append_char(&sub->line, '\n');
-    if (text_failed(&sub->line)) {
-        fprintf(stderr, "herald: out of memory\n");
-        sub->exit_status = CLI_EXIT_FAILURE;
-        sub->stop = true;
-        return;
-    }
-    if (fwrite(sub->line.data, 1, sub->line.length, stdout) != sub->line.length ||
-        fflush(stdout) != 0) {
-        if (errno != EPIPE)
-            fprintf(stderr, "herald: cannot write to stdout: %s\n", strerror(errno));
-        sub->exit_status = errno == EPIPE ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+    if (!cli_write_line(&sub->line, &sub->exit_status)) {
         sub->stop = true;
         return;
     }
