@@ -123,7 +123,8 @@ typedef struct hook_endpoint {
 } hook_endpoint;
 
 struct hook_delivery {
-    hook_delivery *next;                      /* queue or results list */
+    hook_delivery *next; /* queue or results list */
+    bool gone;           /* answered 410: its endpoint is disabled once this outcome is recorded */
     hook_delivery *active_prev, *active_next; /* in flight */
     deliverer *d;
     hook_endpoint *endpoint;
@@ -396,6 +397,8 @@ static size_t on_header(char *data, size_t size, size_t count, void *user) {
 
 /* ---- outcomes -------------------------------------------------------------------------------- */
 
+static void disable_in_store(deliverer *d, hook_endpoint *e);
+
 static void on_recorded(void *context, int status) {
     record_batch *b = context;
     deliverer *d = b->d;
@@ -418,6 +421,7 @@ static void on_recorded(void *context, int status) {
                    (e->next_due_ms < 0 || h->record.next_attempt_ms < e->next_due_ms)) {
             e->next_due_ms = h->record.next_attempt_ms;
         }
+        if (h->gone) disable_in_store(d, e);
         delivery_free(h);
         h = next;
     }
@@ -505,11 +509,19 @@ static void on_disabled(void *context, int status, const store_webhook *webhook)
         fprintf(stderr, "herald: could not disable a webhook endpoint that answered 410\n");
 }
 
-static void disable_endpoint(deliverer *d, hook_endpoint *e) {
+/* A 410 stops the endpoint at once here; the store learns it only after the 410 attempt itself
+ * is recorded (on_recorded), so the delivery log never shows the delivery cancelled without
+ * the attempt that cancelled it. */
+static void stop_gone_endpoint(deliverer *d, hook_delivery *h) {
+    hook_endpoint *e = h->endpoint;
+    h->gone = true;
     if (e->removed) return;
     e->removed = true;
     drop_queue(d, e);
     fprintf(stderr, "herald: webhook endpoint %s answered 410 Gone; it has been disabled\n", e->id);
+}
+
+static void disable_in_store(deliverer *d, hook_endpoint *e) {
     store_webhook_fields fields = {.enabled = 0};
     store_webhook_update(d->store, e->id, &fields, on_disabled, NULL);
 }
@@ -567,7 +579,7 @@ static void finish_attempt(deliverer *d, hook_delivery *h, CURLcode code) {
         error = describe_failure(h, code, d->timeout_ms, problem, sizeof problem);
     }
     record_outcome(d, h, v, status >= 100 && status <= 999 ? (int)status : 0, latency_ms, error);
-    if (v.disable_endpoint) disable_endpoint(d, h->endpoint);
+    if (v.disable_endpoint) stop_gone_endpoint(d, h);
     request_pump(d);
 }
 
